@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the OpenVINO runtime (Python wheel, which also ships the C API
+# library used by the Rust `openvino` crate) into $ROOT/.deps/python.
+# Idempotent: a no-op when the pinned version is already installed.
+set -euo pipefail
+
+OV_VERSION="2026.4.1"
+
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd)"
+DEPS="$ROOT/.deps"
+PYDIR="$DEPS/python"
+MARKER="$DEPS/openvino.version"
+LIBDIR="$PYDIR/openvino/libs"
+
+die() { echo "setup.sh: error: $*" >&2; exit 1; }
+
+command -v python3 >/dev/null 2>&1 || die "python3 not found in PATH"
+
+if [[ -d "$PYDIR/openvino" && -f "$MARKER" && "$(cat "$MARKER")" == "$OV_VERSION" ]]; then
+    action="openvino $OV_VERSION already installed in $PYDIR"
+else
+    python3 -m pip --version >/dev/null 2>&1 \
+        || die "pip is not available for python3 (try: apt-get install python3-pip)"
+    mkdir -p "$DEPS"
+    rm -f "$MARKER"
+    # Start from a clean target so stale files of another version cannot linger.
+    rm -rf "$PYDIR"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+        --target "$PYDIR" "openvino==$OV_VERSION" \
+        || die "pip install openvino==$OV_VERSION into $PYDIR failed"
+    [[ -d "$LIBDIR" ]] || die "pip install succeeded but $LIBDIR is missing"
+    echo "$OV_VERSION" > "$MARKER"
+    action="installed openvino $OV_VERSION into $PYDIR"
+fi
+
+# The Rust crate's runtime linking looks for the unversioned libopenvino_c.so.
+shopt -s nullglob
+candidates=("$LIBDIR"/libopenvino_c.so.[0-9]*)
+shopt -u nullglob
+[[ ${#candidates[@]} -ge 1 ]] || die "no libopenvino_c.so.<version> found in $LIBDIR"
+# Prefer the shortest name (e.g. libopenvino_c.so.2641 over .2641.1), deterministically.
+real="$(printf '%s\n' "${candidates[@]##*/}" | awk '{ print length, $0 }' | sort -n | head -n1 | cut -d' ' -f2-)"
+link="$LIBDIR/libopenvino_c.so"
+if [[ ! -L "$link" || "$(readlink "$link")" != "$real" ]]; then
+    ln -sfn "$real" "$link" || die "cannot create symlink $link -> $real"
+    action="$action; linked libopenvino_c.so -> $real"
+fi
+
+echo "setup.sh: $action"

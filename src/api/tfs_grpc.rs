@@ -1,0 +1,264 @@
+//! TensorFlow Serving gRPC: `PredictionService` and `ModelService`, wire-compatible with TFS.
+
+use crate::api::status::to_status;
+use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
+use crate::error::ServeError;
+use crate::model::registry::{ModelStatus, Registry, VersionSelector};
+use crate::model::request::{infer, InferRequest};
+use crate::proto::tensorflow::serving::{
+    model_service_server::ModelService, model_spec::VersionChoice, model_version_status::State,
+    prediction_service_server::PredictionService, ClassificationRequest, ClassificationResponse,
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
+    GetModelStatusResponse, ModelSpec, ModelVersionStatus, MultiInferenceRequest,
+    MultiInferenceResponse, PredictRequest, PredictResponse, RegressionRequest, RegressionResponse,
+    ReloadConfigRequest, ReloadConfigResponse, SignatureDefMap, StatusProto,
+};
+use crate::proto::tensorflow::{tensor_info, SignatureDef, TensorInfo};
+use crate::tensor::{Signature, TensorSpec};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The only signature a served OpenVINO model has.
+pub const DEFAULT_SIGNATURE: &str = "serving_default";
+const PREDICT_METHOD: &str = "tensorflow/serving/predict";
+
+#[derive(Clone)]
+pub struct TfsGrpc {
+    registry: Arc<Registry>,
+}
+
+impl TfsGrpc {
+    pub fn new(registry: Arc<Registry>) -> TfsGrpc {
+        TfsGrpc { registry }
+    }
+}
+
+fn model_spec(spec: Option<ModelSpec>) -> Result<(String, VersionSelector, String), ServeError> {
+    let spec = spec.ok_or_else(|| ServeError::invalid("model_spec is required"))?;
+    if spec.name.is_empty() {
+        return Err(ServeError::invalid("model_spec.name is required"));
+    }
+    let selector = match spec.version_choice {
+        None => VersionSelector::Latest,
+        Some(VersionChoice::Version(v)) if v > 0 => VersionSelector::Number(v as u64),
+        Some(VersionChoice::Version(v)) => {
+            return Err(ServeError::invalid(format!(
+                "model_spec.version must be a positive integer, got {v}"
+            )))
+        }
+        Some(VersionChoice::VersionLabel(label)) => VersionSelector::Label(label),
+    };
+    Ok((spec.name, selector, spec.signature_name))
+}
+
+fn check_signature_name(name: &str) -> Result<(), ServeError> {
+    if name.is_empty() || name == DEFAULT_SIGNATURE {
+        Ok(())
+    } else {
+        Err(ServeError::invalid(format!("Serving signature name: \"{name}\" not found in signature def; the only one is \"{DEFAULT_SIGNATURE}\"")))
+    }
+}
+
+fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
+    Some(ModelSpec {
+        name: model,
+        signature_name: DEFAULT_SIGNATURE.to_string(),
+        version_choice: Some(VersionChoice::Version(version as i64)),
+    })
+}
+
+fn tensor_info(spec: &TensorSpec) -> TensorInfo {
+    TensorInfo {
+        dtype: tf_dtype(spec.dtype) as i32,
+        tensor_shape: Some(shape_proto(&spec.shape)),
+        encoding: Some(tensor_info::Encoding::Name(spec.name.clone())),
+    }
+}
+
+/// The signature as TFS describes it: a `SignatureDefMap` with one `serving_default` entry.
+pub fn signature_def_map(signature: &Signature) -> SignatureDefMap {
+    let infos = |specs: &[TensorSpec]| {
+        specs
+            .iter()
+            .map(|s| (s.name.clone(), tensor_info(s)))
+            .collect()
+    };
+    let def = SignatureDef {
+        inputs: infos(&signature.inputs),
+        outputs: infos(&signature.outputs),
+        method_name: PREDICT_METHOD.to_string(),
+        defaults: HashMap::new(),
+    };
+    SignatureDefMap {
+        signature_def: HashMap::from([(DEFAULT_SIGNATURE.to_string(), def)]),
+    }
+}
+
+/// Version statuses in TFS form; `only` restricts to one version.
+pub fn version_statuses(model: &ModelStatus, only: Option<u64>) -> Vec<ModelVersionStatus> {
+    model
+        .versions
+        .values()
+        .filter(|v| only.is_none_or(|o| o == v.version))
+        .map(|v| ModelVersionStatus {
+            version: v.version as i64,
+            state: State::try_from(v.state as i32).unwrap_or(State::Unknown) as i32,
+            status: Some(StatusProto {
+                // tensorflow.error.Code: OK = 0, UNKNOWN = 2 for a failed load.
+                error_code: if v.error.is_some() { 2 } else { 0 },
+                error_message: v.error.clone().unwrap_or_else(|| "OK".to_string()),
+            }),
+        })
+        .collect()
+}
+
+/// Resolves a status request's version choice to a version number filter.
+pub fn status_filter(
+    model: &ModelStatus,
+    selector: &VersionSelector,
+) -> Result<Option<u64>, ServeError> {
+    let version = match selector {
+        VersionSelector::Latest => return Ok(None),
+        VersionSelector::Number(v) => *v,
+        VersionSelector::Label(l) => {
+            *model
+                .labels
+                .get(l)
+                .ok_or_else(|| ServeError::LabelNotFound {
+                    model: model.name.clone(),
+                    label: l.clone(),
+                })?
+        }
+    };
+    if !model.versions.contains_key(&version) {
+        return Err(ServeError::VersionNotFound {
+            model: model.name.clone(),
+            version,
+        });
+    }
+    Ok(Some(version))
+}
+
+fn tf_example_unsupported(method: &str) -> Status {
+    to_status(&ServeError::Unimplemented(format!(
+        "{method} takes tf.Example inputs, which OpenVINO models do not have; use Predict"
+    )))
+}
+
+#[tonic::async_trait]
+impl PredictionService for TfsGrpc {
+    async fn predict(
+        &self,
+        request: Request<PredictRequest>,
+    ) -> Result<Response<PredictResponse>, Status> {
+        let request = request.into_inner();
+        let run = async {
+            let (model, version, signature_name) = model_spec(request.model_spec)?;
+            check_signature_name(&signature_name)?;
+            let inputs = request
+                .inputs
+                .into_iter()
+                .map(|(name, proto)| decode_tensor(&name, proto).map(|t| (name, t)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let answer = infer(
+                &self.registry,
+                InferRequest {
+                    model,
+                    version,
+                    inputs,
+                    output_filter: request.output_filter,
+                },
+            )
+            .await?;
+            Ok::<_, ServeError>(PredictResponse {
+                model_spec: answered_spec(answer.model, answer.version),
+                outputs: answer
+                    .outputs
+                    .into_iter()
+                    .map(|(name, t)| (name, encode_tensor(t)))
+                    .collect(),
+            })
+        };
+        run.await.map(Response::new).map_err(|e| to_status(&e))
+    }
+
+    async fn get_model_metadata(
+        &self,
+        request: Request<GetModelMetadataRequest>,
+    ) -> Result<Response<GetModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let run = || {
+            let (model, version, _) = model_spec(request.model_spec)?;
+            if request.metadata_field.iter().any(|f| f != "signature_def")
+                || request.metadata_field.is_empty()
+            {
+                return Err(ServeError::invalid(format!(
+                    "metadata_field must be [\"signature_def\"], got {:?}",
+                    request.metadata_field
+                )));
+            }
+            let servable = self.registry.resolve(&model, &version)?;
+            let any = prost_types::Any::from_msg(&signature_def_map(&servable.signature))
+                .map_err(|e| ServeError::invalid(format!("cannot encode signature: {e}")))?;
+            Ok(GetModelMetadataResponse {
+                model_spec: answered_spec(servable.model.clone(), servable.version),
+                metadata: HashMap::from([("signature_def".to_string(), any)]),
+            })
+        };
+        run().map(Response::new).map_err(|e| to_status(&e))
+    }
+
+    async fn classify(
+        &self,
+        _: Request<ClassificationRequest>,
+    ) -> Result<Response<ClassificationResponse>, Status> {
+        Err(tf_example_unsupported("Classify"))
+    }
+
+    async fn regress(
+        &self,
+        _: Request<RegressionRequest>,
+    ) -> Result<Response<RegressionResponse>, Status> {
+        Err(tf_example_unsupported("Regress"))
+    }
+
+    async fn multi_inference(
+        &self,
+        _: Request<MultiInferenceRequest>,
+    ) -> Result<Response<MultiInferenceResponse>, Status> {
+        Err(tf_example_unsupported("MultiInference"))
+    }
+}
+
+#[tonic::async_trait]
+impl ModelService for TfsGrpc {
+    async fn get_model_status(
+        &self,
+        request: Request<GetModelStatusRequest>,
+    ) -> Result<Response<GetModelStatusResponse>, Status> {
+        let run = || {
+            let (name, selector, _) = model_spec(request.into_inner().model_spec)?;
+            let model = self
+                .registry
+                .model(&name)
+                .ok_or(ServeError::ModelNotFound { model: name })?;
+            let only = status_filter(&model, &selector)?;
+            Ok(GetModelStatusResponse {
+                model_version_status: version_statuses(&model, only),
+            })
+        };
+        run()
+            .map(Response::new)
+            .map_err(|e: ServeError| to_status(&e))
+    }
+
+    async fn handle_reload_config_request(
+        &self,
+        _: Request<ReloadConfigRequest>,
+    ) -> Result<Response<ReloadConfigResponse>, Status> {
+        Err(to_status(&ServeError::Unimplemented(
+            "HandleReloadConfigRequest is not available yet: restart the server with the new --config_path".into(),
+        )))
+    }
+}

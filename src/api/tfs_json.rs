@@ -1,0 +1,1121 @@
+//! TensorFlow Serving REST `:predict` JSON ⇄ the internal [`Tensor`]
+//! (<https://www.tensorflow.org/tfx/serving/api_rest>).
+//!
+//! Requests are `{"signature_name"?, "instances": [..]}` (row) or `{"signature_name"?, "inputs": ..}`
+//! (columnar). JSON carries no dtypes: each input's dtype comes from the [`Signature`], its shape from
+//! the list nesting. Shapes are checked against the signature later, by validation.
+//!
+//! The body is parsed into a `serde_json::Value` first, then each tensor's little-endian bytes are
+//! built while walking it (one buffer per tensor; strings are slices of one shared buffer). A
+//! streaming decoder that skips the DOM is a later optimisation; it could also accept the `NaN` and
+//! `Infinity` literals TFS's parser takes, which `serde_json` rejects.
+//!
+//! Response choices, compared with TFS (`tensorflow_serving/util/json_tensor.cc`):
+//! * Non-finite floats become `null`. TFS writes `NaN`/`Infinity`/`-Infinity`, which are not JSON and
+//!   which a `serde_json::Value` cannot hold; `null` keeps the body parseable by every client.
+//! * FP32/FP16/BF16 are written as the shortest decimal that round-trips in FP32 (`0.1`, not
+//!   `0.10000000149011612`), as TFS does.
+//! * BYTES: an output whose name ends in `_bytes` is always `{"b64": ..}` (the TFS rule). Others are
+//!   strings when valid UTF-8 and `{"b64": ..}` otherwise (TFS would write invalid JSON).
+//! * Row format needs every output to have a first dimension of the same size. When they don't (or
+//!   one is a scalar) TFS fails the request ("inconsistent batch size" / "has no shape information");
+//!   we answer in the columnar layout (`{"outputs": ..}`) instead, which loses nothing.
+
+use crate::error::ServeError;
+use crate::tensor::{
+    element_count, DataType, ShapeDisplay, Signature, Tensor, TensorData, TensorSpec,
+};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
+use bytes::Bytes;
+use half::{bf16, f16};
+use serde_json::{json, Map, Number, Value};
+use std::fmt::Display;
+use std::io::Write;
+
+/// Which request layout the client used; the response mirrors it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonFormat {
+    /// `instances` in, `predictions` out.
+    Row,
+    /// `inputs` in, `outputs` out.
+    Columnar,
+}
+
+/// Named input tensors (signature order), the layout used, and the optional `signature_name`.
+pub type DecodedPredict = (Vec<(String, Tensor)>, JsonFormat, Option<String>);
+
+/// Standard alphabet; padding optional, like the absl decoder TFS uses.
+const B64_IN: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Parses a `:predict` body against the model's signature. `model` only names the model in errors.
+pub fn decode_predict(
+    body: &[u8],
+    model: &str,
+    signature: &Signature,
+) -> Result<DecodedPredict, ServeError> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ServeError::invalid(format!("Invalid JSON in the request body: {e}")))?;
+    let mut doc = match doc {
+        Value::Object(map) => map,
+        other => {
+            return Err(ServeError::invalid(format!(
+                "The request body must be a JSON object with \"instances\" or \"inputs\"; got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let signature_name = match doc.remove("signature_name") {
+        None => None,
+        Some(Value::String(name)) => Some(name),
+        Some(other) => {
+            return Err(ServeError::invalid(format!(
+                "\"signature_name\" must be a string; got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let (tensors, format) = match (doc.get("instances"), doc.get("inputs")) {
+        (Some(rows), None) => (decode_rows(rows, model, signature, body.len())?, JsonFormat::Row),
+        (None, Some(columns)) => (
+            decode_columns(columns, model, signature, body.len())?,
+            JsonFormat::Columnar,
+        ),
+        (Some(_), Some(_)) => {
+            return Err(ServeError::invalid(
+                "The request has both \"instances\" (row format) and \"inputs\" (columnar format); send exactly one",
+            ))
+        }
+        (None, None) => {
+            let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
+            return Err(ServeError::invalid(format!(
+                "The request has neither \"instances\" (row format) nor \"inputs\" (columnar format); got keys: [{}]",
+                keys.join(", ")
+            )));
+        }
+    };
+    Ok((tensors, format, signature_name))
+}
+
+/// `max_elements` bounds what is reserved up front (a JSON leaf takes at least one byte of body), so
+/// a small body whose first lists claim a huge shape cannot reserve more than it could fill.
+fn decode_rows(
+    rows: &Value,
+    model: &str,
+    signature: &Signature,
+    max_elements: usize,
+) -> Result<Vec<(String, Tensor)>, ServeError> {
+    let Value::Array(rows) = rows else {
+        return Err(ServeError::invalid(format!(
+            "\"instances\" must be a list (one item per batch row); got {}",
+            kind(rows)
+        )));
+    };
+    let Some(first) = rows.first() else {
+        return Err(ServeError::invalid(
+            "\"instances\" is an empty list; send at least one instance",
+        ));
+    };
+    let named = is_named(first);
+    if !named && signature.inputs.len() != 1 {
+        return Err(ServeError::invalid(format!(
+            "Instance 0 is {}, but model {model} takes {} inputs ({}): each instance must be an object naming every input",
+            kind(first),
+            signature.inputs.len(),
+            names(&signature.inputs)
+        )));
+    }
+    // Per input (signature order): its value in each instance.
+    let mut columns: Vec<Vec<&Value>> =
+        vec![Vec::with_capacity(rows.len()); signature.inputs.len()];
+    for (i, row) in rows.iter().enumerate() {
+        match (named, row) {
+            (true, Value::Object(map)) if is_named(row) => {
+                check_names(map, model, signature)?;
+                for (column, spec) in columns.iter_mut().zip(&signature.inputs) {
+                    column.push(&map[spec.name.as_str()]);
+                }
+            }
+            (false, _) if !is_named(row) => columns[0].push(row),
+            _ => {
+                return Err(ServeError::invalid(format!(
+                "Instance {i} is {}, but instance 0 is {}; every instance must have the same form",
+                kind(row),
+                if named {
+                    "an object naming the inputs"
+                } else {
+                    "a bare value"
+                }
+            )))
+            }
+        }
+    }
+    signature
+        .inputs
+        .iter()
+        .zip(columns)
+        .map(|(spec, values)| {
+            let row_shape = infer_shape(values[0]);
+            let shape: Vec<usize> = std::iter::once(values.len())
+                .chain(row_shape.iter().copied())
+                .collect();
+            let mut sink = Sink::new(spec, &shape, max_elements)?;
+            for (i, value) in values.into_iter().enumerate() {
+                sink.instance = Some(i);
+                let this = infer_shape(value);
+                if this != row_shape {
+                    return Err(sink.err(format!(
+                        "Ragged instances - shape {} differs from instance 0's shape {}",
+                        ShapeDisplay(&this),
+                        ShapeDisplay(&row_shape)
+                    )));
+                }
+                sink.walk(value, &row_shape, 0)?;
+            }
+            Ok((spec.name.clone(), sink.finish(shape)))
+        })
+        .collect()
+}
+
+fn decode_columns(
+    inputs: &Value,
+    model: &str,
+    signature: &Signature,
+    max_elements: usize,
+) -> Result<Vec<(String, Tensor)>, ServeError> {
+    let values: Vec<&Value> = match inputs {
+        Value::Object(map) if is_named(inputs) => {
+            check_names(map, model, signature)?;
+            signature.inputs.iter().map(|spec| &map[spec.name.as_str()]).collect()
+        }
+        _ if signature.inputs.len() == 1 => vec![inputs],
+        _ => {
+            return Err(ServeError::invalid(format!(
+                "\"inputs\" is {}, but model {model} takes {} inputs ({}): send an object {{input name: value}}",
+                kind(inputs),
+                signature.inputs.len(),
+                names(&signature.inputs)
+            )))
+        }
+    };
+    signature
+        .inputs
+        .iter()
+        .zip(values)
+        .map(|(spec, value)| {
+            let shape = infer_shape(value);
+            let mut sink = Sink::new(spec, &shape, max_elements)?;
+            sink.walk(value, &shape, 0)?;
+            Ok((spec.name.clone(), sink.finish(shape)))
+        })
+        .collect()
+}
+
+/// Every key names an input and every input is present.
+fn check_names(
+    map: &Map<String, Value>,
+    model: &str,
+    signature: &Signature,
+) -> Result<(), ServeError> {
+    if let Some(key) = map.keys().find(|k| signature.input_index(k).is_none()) {
+        let expected = names(&signature.inputs);
+        return Err(ServeError::UnexpectedInput {
+            model: model.into(),
+            input: key.clone(),
+            expected,
+        });
+    }
+    if let Some(spec) = signature.inputs.iter().find(|s| !map.contains_key(&s.name)) {
+        let expected = names(&signature.inputs);
+        return Err(ServeError::MissingInput {
+            model: model.into(),
+            input: spec.name.clone(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The text of a `{"b64": "<base64>"}` value (exactly that one string member).
+fn b64_text(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(map) if map.len() == 1 => map.get("b64").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// An object naming inputs, as opposed to a value (which may be a `{"b64": ..}` object).
+fn is_named(v: &Value) -> bool {
+    v.is_object() && b64_text(v).is_none()
+}
+
+/// The shape the nesting implies, following first elements (rectangularity is checked by `walk`).
+fn infer_shape(mut v: &Value) -> Vec<usize> {
+    let mut shape = Vec::new();
+    while let Value::Array(items) = v {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => v = first,
+            None => break,
+        }
+    }
+    shape
+}
+
+/// The integer a JSON number denotes exactly (`2` and `2.0`, not `2.5`).
+fn integral(n: &Number) -> Option<i128> {
+    if let Some(u) = n.as_u64() {
+        return Some(u.into());
+    }
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    n.as_f64()
+        .filter(|f| f.is_finite() && f.fract() == 0.0)
+        .map(|f| f as i128)
+}
+
+/// What a mismatched JSON leaf looks like as a dtype, for `InvalidPrecision`.
+fn json_dtype(v: &Value) -> DataType {
+    match v {
+        Value::Bool(_) => DataType::Bool,
+        Value::Number(n) if n.is_f64() => DataType::F64,
+        Value::Number(n) if n.is_u64() && !n.is_i64() => DataType::U64,
+        Value::Number(_) => DataType::I64,
+        _ => DataType::Bytes,
+    }
+}
+
+/// Collects one input's elements, already in the tensor's byte form.
+struct Sink<'a> {
+    input: &'a str,
+    dtype: DataType,
+    instance: Option<usize>,
+    raw: Vec<u8>,
+    /// BYTES: all strings back to back, and where each ends.
+    strings: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(
+        spec: &'a TensorSpec,
+        shape: &[usize],
+        max_elements: usize,
+    ) -> Result<Sink<'a>, ServeError> {
+        let overflow = || {
+            ServeError::invalid(format!(
+                "Invalid input shape - the element count of {} overflows; input name: {}",
+                ShapeDisplay(shape),
+                spec.name
+            ))
+        };
+        let count = element_count(shape).ok_or_else(overflow)?;
+        let size = spec.dtype.element_size();
+        count.checked_mul(size.unwrap_or(0)).ok_or_else(overflow)?;
+        let reserve = count.min(max_elements);
+        Ok(Sink {
+            input: &spec.name,
+            dtype: spec.dtype,
+            instance: None,
+            raw: Vec::with_capacity(reserve * size.unwrap_or(0)),
+            strings: Vec::new(),
+            ends: Vec::with_capacity(if size.is_none() { reserve } else { 0 }),
+        })
+    }
+
+    fn err(&self, message: impl Display) -> ServeError {
+        match self.instance {
+            Some(i) => ServeError::invalid(format!(
+                "Instance {i}: {message}; input name: {}",
+                self.input
+            )),
+            None => ServeError::invalid(format!("{message}; input name: {}", self.input)),
+        }
+    }
+
+    fn precision(&self, v: &Value) -> ServeError {
+        ServeError::InvalidPrecision {
+            input: self.input.to_string(),
+            expected: self.dtype,
+            actual: json_dtype(v),
+        }
+    }
+
+    /// Checks `v` has exactly `shape` (depth counts from the value's outermost list) and appends its leaves.
+    fn walk(&mut self, v: &Value, shape: &[usize], depth: usize) -> Result<(), ServeError> {
+        let Some((&len, rest)) = shape.split_first() else {
+            return self.leaf(v, depth);
+        };
+        match v {
+            Value::Array(items) if items.len() == len => items
+                .iter()
+                .try_for_each(|item| self.walk(item, rest, depth + 1)),
+            Value::Array(items) => Err(self.err(format!(
+                "Ragged nested lists - a list of {} at depth {depth} where the first one has {len}",
+                items.len()
+            ))),
+            other => Err(self.err(format!(
+                "Ragged nested lists - {} at depth {depth} where a list of {len} is expected",
+                kind(other)
+            ))),
+        }
+    }
+
+    fn leaf(&mut self, v: &Value, depth: usize) -> Result<(), ServeError> {
+        use DataType::*;
+        match (self.dtype, v) {
+            (_, Value::Array(_)) => Err(self.err(format!("Ragged nested lists - a list at depth {depth} where a value is expected"))),
+            (_, Value::Null) => Err(self.err("null is not a valid tensor element")),
+            (Bytes, Value::String(s)) => {
+                self.strings.extend_from_slice(s.as_bytes());
+                self.ends.push(self.strings.len());
+                Ok(())
+            }
+            (dtype, Value::Object(_)) => match b64_text(v) {
+                Some(text) if dtype == Bytes => {
+                    B64_IN
+                        .decode_vec(text, &mut self.strings)
+                        .map_err(|e| self.err(format!("Invalid base64 in {{\"b64\": ..}}: {e}")))?;
+                    self.ends.push(self.strings.len());
+                    Ok(())
+                }
+                Some(_) => Err(self.precision(v)),
+                None => Err(self.err("An object where a value is expected (only {\"b64\": \"..\"} objects are values)")),
+            },
+            (F16 | BF16 | F32 | F64, Value::Number(n)) => {
+                let x = n.as_f64().ok_or_else(|| self.err(format!("Invalid value {n}")))?;
+                macro_rules! put {
+                    ($raw:expr, $v:expr) => {{
+                        let v = $v;
+                        $raw.extend_from_slice(&v.to_le_bytes());
+                        v.is_infinite()
+                    }};
+                }
+                let overflowed = match self.dtype {
+                    F16 => put!(self.raw, f16::from_f64(x)),
+                    BF16 => put!(self.raw, bf16::from_f64(x)),
+                    F32 => put!(self.raw, x as f32),
+                    _ => put!(self.raw, x),
+                };
+                match overflowed {
+                    true => Err(self.err(format!("Invalid value {n} for {} - out of range", self.dtype))),
+                    false => Ok(()),
+                }
+            }
+            (Bool, Value::Bool(b)) => {
+                self.raw.push(u8::from(*b));
+                Ok(())
+            }
+            (Bool, Value::Number(n)) => match integral(n) {
+                Some(i @ (0 | 1)) => {
+                    self.raw.push(i as u8);
+                    Ok(())
+                }
+                _ => Err(self.err(format!("Invalid value {n} for BOOL - expected true, false, 0 or 1"))),
+            },
+            (U8 | U16 | U32 | U64 | I8 | I16 | I32 | I64, Value::Number(n)) => {
+                let size = self.dtype.element_size().unwrap_or(8);
+                let bits = 8 * size as u32;
+                let (lo, hi) = match self.dtype {
+                    I8 | I16 | I32 | I64 => (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1),
+                    _ => (0, (1i128 << bits) - 1),
+                };
+                let i = integral(n).filter(|i| (lo..=hi).contains(i)).ok_or_else(|| {
+                    self.err(format!("Invalid value {n} for {} - expected an integer in {lo}..={hi}", self.dtype))
+                })?;
+                // Two's complement little-endian: the low `size` bytes are the value in the narrow type.
+                self.raw.extend_from_slice(&i.to_le_bytes()[..size]);
+                Ok(())
+            }
+            _ => Err(self.precision(v)),
+        }
+    }
+
+    fn finish(self, shape: Vec<usize>) -> Tensor {
+        if self.dtype != DataType::Bytes {
+            return Tensor::raw(self.dtype, shape, self.raw);
+        }
+        let all = Bytes::from(self.strings);
+        let mut start = 0;
+        let values = self
+            .ends
+            .into_iter()
+            .map(|end| {
+                let s = all.slice(start..end);
+                start = end;
+                s
+            })
+            .collect();
+        Tensor::strings(shape, values)
+    }
+}
+
+/// Builds the response body: `{"predictions": ..}` for [`JsonFormat::Row`] (columnar layout when the
+/// outputs share no batch dimension, see the module docs), `{"outputs": ..}` for
+/// [`JsonFormat::Columnar`]; a single output is written bare, several as `{name: value}` in the given
+/// order. Infallible so it slots into the REST handler: an output whose data disagrees with its
+/// shape (a backend bug, outputs are not validated) is logged and written as `null`.
+pub fn encode_predict(format: JsonFormat, outputs: Vec<(String, Tensor)>) -> Value {
+    let views: Vec<(&str, View)> = outputs
+        .iter()
+        .map(|(name, t)| (name.as_str(), View::new(name, t)))
+        .collect();
+    let batch = views.first().and_then(|(_, v)| v.shape.first().copied());
+    let same_batch = views.iter().all(|(_, v)| v.shape.first().copied() == batch);
+    match (format, batch) {
+        (JsonFormat::Row, Some(batch)) if same_batch => {
+            let row = |i: usize| match views.as_slice() {
+                [(_, only)] => only.row(i),
+                _ => Value::Object(
+                    views
+                        .iter()
+                        .map(|(name, v)| (name.to_string(), v.row(i)))
+                        .collect(),
+                ),
+            };
+            json!({ "predictions": (0..batch).map(row).collect::<Vec<_>>() })
+        }
+        _ => {
+            let value = match views.as_slice() {
+                [(_, only)] => only.all(),
+                _ => Value::Object(
+                    views
+                        .iter()
+                        .map(|(name, v)| (name.to_string(), v.all()))
+                        .collect(),
+                ),
+            };
+            json!({ "outputs": value })
+        }
+    }
+}
+
+/// A checked read-only view of one output tensor.
+struct View<'a> {
+    shape: &'a [usize],
+    /// `None` when the data does not match the shape and dtype.
+    data: Option<Elems<'a>>,
+}
+
+enum Elems<'a> {
+    Raw(DataType, &'a [u8]),
+    /// The strings, and whether to always write them as `{"b64": ..}`.
+    Strings(&'a [Bytes], bool),
+}
+
+impl<'a> View<'a> {
+    fn new(name: &str, t: &'a Tensor) -> View<'a> {
+        let count = element_count(&t.shape);
+        let data = match (&t.data, t.dtype.element_size()) {
+            (TensorData::Raw(b), Some(size))
+                if count.and_then(|c| c.checked_mul(size)) == Some(b.len()) =>
+            {
+                Some(Elems::Raw(t.dtype, b))
+            }
+            (TensorData::Strings(s), None) if count == Some(s.len()) => {
+                Some(Elems::Strings(s, name.ends_with("_bytes")))
+            }
+            _ => {
+                tracing::error!(output = name, dtype = %t.dtype, shape = %ShapeDisplay(&t.shape), bytes = t.byte_len(),
+                    "output data disagrees with its shape; writing null");
+                None
+            }
+        };
+        View {
+            shape: &t.shape,
+            data,
+        }
+    }
+
+    fn all(&self) -> Value {
+        self.nested(self.shape, &mut 0)
+    }
+
+    /// Row `i` of the first dimension.
+    fn row(&self, i: usize) -> Value {
+        let rest = self.shape.get(1..).unwrap_or(&[]);
+        let mut index = i.saturating_mul(element_count(rest).unwrap_or(0));
+        self.nested(rest, &mut index)
+    }
+
+    fn nested(&self, dims: &[usize], index: &mut usize) -> Value {
+        let Some(data) = &self.data else {
+            return Value::Null;
+        };
+        match dims.split_first() {
+            None => {
+                *index += 1;
+                data.elem(*index - 1)
+            }
+            Some((&len, rest)) => {
+                Value::Array((0..len).map(|_| self.nested(rest, index)).collect())
+            }
+        }
+    }
+}
+
+impl Elems<'_> {
+    fn elem(&self, i: usize) -> Value {
+        use DataType::*;
+        match *self {
+            Elems::Raw(dtype, b) => match dtype {
+                Bool => Value::Bool(b[i] != 0),
+                U8 => b[i].into(),
+                I8 => (b[i] as i8).into(),
+                U16 => u16::from_le_bytes(le(b, i)).into(),
+                I16 => i16::from_le_bytes(le(b, i)).into(),
+                U32 => u32::from_le_bytes(le(b, i)).into(),
+                I32 => i32::from_le_bytes(le(b, i)).into(),
+                U64 => u64::from_le_bytes(le(b, i)).into(),
+                I64 => i64::from_le_bytes(le(b, i)).into(),
+                F16 => f32_value(f16::from_le_bytes(le(b, i)).to_f32()),
+                BF16 => f32_value(bf16::from_le_bytes(le(b, i)).to_f32()),
+                F32 => f32_value(f32::from_le_bytes(le(b, i))),
+                F64 => f64::from_le_bytes(le(b, i)).into(), // non-finite → null
+                Bytes => Value::Null,                       // View::new never pairs Raw with BYTES
+            },
+            Elems::Strings(s, always_b64) => match std::str::from_utf8(&s[i]) {
+                Ok(text) if !always_b64 => Value::String(text.to_owned()),
+                _ => json!({ "b64": STANDARD.encode(&s[i]) }),
+            },
+        }
+    }
+}
+
+fn le<const N: usize>(bytes: &[u8], i: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[i * N..(i + 1) * N]);
+    out
+}
+
+/// An FP32 value as the shortest decimal that round-trips in FP32, widened to f64 so it is not
+/// printed with float noise; non-finite values become `null`.
+fn f32_value(x: f32) -> Value {
+    let mut buf = [0u8; 32];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    if !x.is_finite() || write!(cursor, "{x:e}").is_err() {
+        return Value::Null;
+    }
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(Value::Null, Value::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{tensor_from_slice, tensor_to_vec};
+    use DataType::{Bool, BF16, F16, F32, F64, I16, I32, I64, I8, U16, U32, U64, U8};
+
+    fn sig(inputs: &[(&str, DataType)]) -> Signature {
+        let spec = |&(name, dtype): &(&str, DataType)| TensorSpec {
+            name: name.into(),
+            dtype,
+            shape: vec![-1],
+        };
+        Signature {
+            inputs: inputs.iter().map(spec).collect(),
+            outputs: vec![],
+        }
+    }
+
+    fn decode(body: &str, s: &Signature) -> Result<DecodedPredict, ServeError> {
+        decode_predict(body.as_bytes(), "m", s)
+    }
+
+    fn ok(body: &str, s: &Signature) -> (Vec<(String, Tensor)>, JsonFormat) {
+        let (tensors, format, _) = decode(body, s).unwrap_or_else(|e| panic!("{body}: {e}"));
+        (tensors, format)
+    }
+
+    fn fail(body: &str, s: &Signature) -> String {
+        decode(body, s).expect_err(body).to_string()
+    }
+
+    fn f32s(shape: Vec<usize>, v: &[f32]) -> Tensor {
+        tensor_from_slice(F32, shape, v)
+    }
+
+    fn strings(shape: Vec<usize>, v: &[&[u8]]) -> Tensor {
+        Tensor::strings(shape, v.iter().map(|s| Bytes::copy_from_slice(s)).collect())
+    }
+
+    fn out(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> Value {
+        encode_predict(
+            format,
+            outputs
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn row_single_input_bare_values() {
+        let s = sig(&[("x", F32)]);
+        let (t, format) = ok(
+            r#"{"instances": [[1, 2.5], [3, 4]], "signature_name": "serving_default"}"#,
+            &s,
+        );
+        assert_eq!(format, JsonFormat::Row);
+        assert_eq!(
+            t,
+            vec![("x".into(), f32s(vec![2, 2], &[1.0, 2.5, 3.0, 4.0]))]
+        );
+        assert_eq!(decode(r#"{"instances": [1]}"#, &s).unwrap().2, None);
+        assert_eq!(
+            decode(r#"{"instances": [1], "signature_name": "s"}"#, &s)
+                .unwrap()
+                .2
+                .as_deref(),
+            Some("s")
+        );
+        assert_eq!(
+            ok(r#"{"instances": [7, 8]}"#, &s).0[0].1,
+            f32s(vec![2], &[7.0, 8.0])
+        );
+        // A single input may also be named in each instance.
+        assert_eq!(
+            ok(r#"{"instances": [{"x": [1]}, {"x": [2]}]}"#, &s).0[0].1,
+            f32s(vec![2, 1], &[1.0, 2.0])
+        );
+    }
+
+    #[test]
+    fn row_multi_input_objects_in_signature_order() {
+        let s = sig(&[("a", F32), ("b", I64)]);
+        let (t, _) = ok(
+            r#"{"instances": [{"b": 7, "a": [1, 2]}, {"a": [3, 4], "b": -8}]}"#,
+            &s,
+        );
+        assert_eq!(t[0], ("a".into(), f32s(vec![2, 2], &[1.0, 2.0, 3.0, 4.0])));
+        assert_eq!(
+            t[1],
+            ("b".into(), tensor_from_slice(I64, vec![2], &[7i64, -8]))
+        );
+        assert!(fail(r#"{"instances": [[1, 2]]}"#, &s).contains("takes 2 inputs (a, b)"));
+        let e = fail(r#"{"instances": [{"a": 1, "b": 2}, [1]]}"#, &s);
+        assert!(
+            e.contains("Instance 1 is a list, but instance 0 is an object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn columnar_bare_and_named() {
+        let one = sig(&[("x", I32)]);
+        let (t, format) = ok(r#"{"inputs": [[1, 2, 3]]}"#, &one);
+        assert_eq!(
+            (format, &t[0].1),
+            (
+                JsonFormat::Columnar,
+                &tensor_from_slice(I32, vec![1, 3], &[1i32, 2, 3])
+            )
+        );
+        assert_eq!(
+            ok(r#"{"inputs": 5}"#, &one).0[0].1,
+            tensor_from_slice(I32, vec![], &[5i32])
+        );
+        assert_eq!(
+            ok(r#"{"inputs": {"x": [[5]]}}"#, &one).0[0].1.shape,
+            vec![1, 1]
+        );
+        let two = sig(&[("a", F64), ("b", Bool)]);
+        let (t, _) = ok(r#"{"inputs": {"b": [[true], [false]], "a": 0.5}}"#, &two);
+        assert_eq!(t[0].1, tensor_from_slice(F64, vec![], &[0.5f64]));
+        assert_eq!(t[1].1, tensor_from_slice(Bool, vec![2, 1], &[1u8, 0]));
+        assert!(fail(r#"{"inputs": [1]}"#, &two).contains("send an object {input name: value}"));
+    }
+
+    #[test]
+    fn every_numeric_dtype() {
+        let cases: Vec<(DataType, Tensor)> = vec![
+            (Bool, tensor_from_slice(Bool, vec![2], &[1u8, 0])),
+            (U8, tensor_from_slice(U8, vec![2], &[1u8, 0])),
+            (U16, tensor_from_slice(U16, vec![2], &[1u16, 0])),
+            (U32, tensor_from_slice(U32, vec![2], &[1u32, 0])),
+            (U64, tensor_from_slice(U64, vec![2], &[1u64, 0])),
+            (I8, tensor_from_slice(I8, vec![2], &[1i8, 0])),
+            (I16, tensor_from_slice(I16, vec![2], &[1i16, 0])),
+            (I32, tensor_from_slice(I32, vec![2], &[1i32, 0])),
+            (I64, tensor_from_slice(I64, vec![2], &[1i64, 0])),
+            (F16, tensor_from_slice(F16, vec![2], &[f16::ONE, f16::ZERO])),
+            (
+                BF16,
+                tensor_from_slice(BF16, vec![2], &[bf16::ONE, bf16::ZERO]),
+            ),
+            (F32, f32s(vec![2], &[1.0, 0.0])),
+            (F64, tensor_from_slice(F64, vec![2], &[1.0f64, 0.0])),
+        ];
+        for (dtype, want) in cases {
+            assert_eq!(
+                ok(r#"{"inputs": [1, 0]}"#, &sig(&[("x", dtype)])).0[0].1,
+                want,
+                "{dtype}"
+            );
+        }
+        let one = |dtype, v: &str| {
+            ok(&format!(r#"{{"inputs": [{v}]}}"#), &sig(&[("x", dtype)]))
+                .0
+                .remove(0)
+                .1
+        };
+        assert_eq!(
+            tensor_to_vec::<u8>(&one(Bool, "true, false")).unwrap(),
+            vec![1, 0]
+        );
+        assert_eq!(
+            tensor_to_vec::<u64>(&one(U64, "18446744073709551615")).unwrap(),
+            vec![u64::MAX]
+        );
+        assert_eq!(
+            tensor_to_vec::<i64>(&one(I64, "-9223372036854775808")).unwrap(),
+            vec![i64::MIN]
+        );
+        assert_eq!(
+            tensor_to_vec::<i8>(&one(I8, "-128, 127")).unwrap(),
+            vec![-128, 127]
+        );
+        assert_eq!(
+            tensor_to_vec::<i32>(&one(I32, "2.0, -3e2")).unwrap(),
+            vec![2, -300]
+        );
+        assert_eq!(
+            tensor_to_vec::<f16>(&one(F16, "0.5, -2")).unwrap(),
+            vec![f16::from_f32(0.5), f16::from_f32(-2.0)]
+        );
+        assert_eq!(
+            tensor_to_vec::<bf16>(&one(BF16, "1.5")).unwrap(),
+            vec![bf16::from_f32(1.5)]
+        );
+        assert!(fail(r#"{"inputs": [1e5]}"#, &sig(&[("h", F16)]))
+            .contains("Invalid value 100000.0 for FP16 - out of range"));
+        assert!(
+            fail(r#"{"inputs": [1e39]}"#, &sig(&[("f", F32)])).contains("for FP32 - out of range")
+        );
+        assert!(
+            fail(r#"{"inputs": [2]}"#, &sig(&[("b", Bool)])).contains("Invalid value 2 for BOOL")
+        );
+    }
+
+    #[test]
+    fn bytes_strings_and_b64() {
+        let s = sig(&[("s", DataType::Bytes)]);
+        let (t, _) = ok(
+            r#"{"instances": ["héllo", {"b64": "AAH/"}, {"b64": "AA"}]}"#,
+            &s,
+        );
+        assert_eq!(
+            t[0].1,
+            strings(vec![3], &["héllo".as_bytes(), &[0, 1, 255], &[0]])
+        );
+        let e = fail(r#"{"instances": [{"b64": "not base64!"}]}"#, &s);
+        assert!(
+            e.starts_with("Instance 0: Invalid base64") && e.ends_with("input name: s"),
+            "{e}"
+        );
+        let e = decode(r#"{"inputs": [{"b64": "AA=="}]}"#, &sig(&[("x", F32)])).unwrap_err();
+        assert_eq!(
+            e,
+            ServeError::InvalidPrecision {
+                input: "x".into(),
+                expected: F32,
+                actual: DataType::Bytes
+            }
+        );
+        let e = decode(r#"{"inputs": ["1"]}"#, &sig(&[("x", I32)])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServeError::InvalidPrecision {
+                    actual: DataType::Bytes,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = decode(r#"{"inputs": [1.5]}"#, &s).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServeError::InvalidPrecision {
+                    expected: DataType::Bytes,
+                    actual: F64,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(fail(r#"{"inputs": [{"b64": "AA", "x": 1}]}"#, &s)
+            .contains("An object where a value is expected"));
+    }
+
+    #[test]
+    fn ragged_and_malformed_values() {
+        let s = sig(&[("x", F32)]);
+        let e = fail(r#"{"instances": [[1, 2], [3, 4], [5]]}"#, &s);
+        assert_eq!(e, "Instance 2: Ragged instances - shape (1) differs from instance 0's shape (2); input name: x");
+        let e = fail(r#"{"instances": [[[1, 2], [3]]]}"#, &s);
+        assert!(
+            e.starts_with("Instance 0: Ragged nested lists - a list of 1 at depth 1"),
+            "{e}"
+        );
+        assert!(fail(r#"{"inputs": [[1, 2], 3]}"#, &s)
+            .contains("a number at depth 1 where a list of 2 is expected"));
+        assert!(fail(r#"{"inputs": [1, [2]]}"#, &s)
+            .contains("a list at depth 1 where a value is expected"));
+        assert!(fail(r#"{"inputs": [1, null]}"#, &s).contains("null is not a valid tensor element"));
+        assert!(
+            fail(r#"{"inputs": [{"y": 1}]}"#, &s).contains("An object where a value is expected")
+        );
+    }
+
+    #[test]
+    fn request_envelope_errors() {
+        let s = sig(&[("x", F32)]);
+        let both = fail(r#"{"instances": [1], "inputs": [1]}"#, &s);
+        assert!(
+            both.contains("both \"instances\" (row format) and \"inputs\""),
+            "{both}"
+        );
+        assert!(fail(r#"{"signature_name": "a", "data": 1}"#, &s).ends_with("got keys: [data]"));
+        let syntax = fail("{\"instances\": [1,\n 2", &s);
+        assert!(
+            syntax.starts_with("Invalid JSON in the request body")
+                && syntax.contains("line 2 column"),
+            "{syntax}"
+        );
+        assert!(fail("[1]", &s).ends_with("got a list"));
+        assert!(fail(r#"{"instances": {"x": 1}}"#, &s).contains("\"instances\" must be a list"));
+        assert!(fail(r#"{"instances": [1], "signature_name": 3}"#, &s)
+            .contains("must be a string; got a number"));
+    }
+
+    #[test]
+    fn unknown_and_missing_inputs() {
+        let s = sig(&[("a", F32), ("b", F32)]);
+        let expected = "a, b".to_string();
+        let e = decode(r#"{"instances": [{"a": 1, "b": 2, "c": 3}]}"#, &s).unwrap_err();
+        assert_eq!(
+            e,
+            ServeError::UnexpectedInput {
+                model: "m".into(),
+                input: "c".into(),
+                expected: expected.clone()
+            }
+        );
+        let e = decode(r#"{"inputs": {"a": 1}}"#, &s).unwrap_err();
+        assert_eq!(
+            e,
+            ServeError::MissingInput {
+                model: "m".into(),
+                input: "b".into(),
+                expected
+            }
+        );
+        assert!(matches!(
+            decode(r#"{"inputs": {"y": 1}}"#, &sig(&[("x", F32)])),
+            Err(ServeError::UnexpectedInput { .. })
+        ));
+    }
+
+    #[test]
+    fn integer_range_and_fractions() {
+        let e = fail(r#"{"instances": [1, 300]}"#, &sig(&[("px", U8)]));
+        assert_eq!(e, "Instance 1: Invalid value 300 for UINT8 - expected an integer in 0..=255; input name: px");
+        assert!(fail(r#"{"inputs": [-1]}"#, &sig(&[("u", U32)]))
+            .contains("Invalid value -1 for UINT32"));
+        assert!(fail(r#"{"inputs": [1.5]}"#, &sig(&[("i", I32)]))
+            .contains("Invalid value 1.5 for INT32"));
+        assert!(
+            fail(r#"{"inputs": [18446744073709551615]}"#, &sig(&[("i", I64)]))
+                .contains("for INT64")
+        );
+        let e = decode(r#"{"inputs": [true]}"#, &sig(&[("i", I32)])).unwrap_err();
+        assert!(matches!(
+            e,
+            ServeError::InvalidPrecision { actual: Bool, .. }
+        ));
+    }
+
+    #[test]
+    fn claimed_shape_does_not_reserve_memory() {
+        // ~30 kB whose first lists claim 4000^3 FP32 elements (256 GB): a ragged error, no abort.
+        let wide = format!("[{}]", vec!["0"; 4000].join(","));
+        let deep = format!("[{wide}{}]", ",[0]".repeat(3999));
+        let body = format!(r#"{{"inputs": [{deep}{}]}}"#, ",0".repeat(3999));
+        let e = fail(&body, &sig(&[("x", F32)]));
+        assert!(
+            e.contains("a list of 1 at depth 2 where the first one has 4000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_batch_and_empty_dimensions() {
+        let s = sig(&[("x", F32)]);
+        assert!(fail(r#"{"instances": []}"#, &s).contains("\"instances\" is an empty list"));
+        assert_eq!(ok(r#"{"inputs": []}"#, &s).0[0].1, f32s(vec![0], &[]));
+        assert_eq!(
+            ok(r#"{"inputs": [[], []]}"#, &s).0[0].1,
+            f32s(vec![2, 0], &[])
+        );
+        assert_eq!(
+            ok(r#"{"instances": [[], []]}"#, &s).0[0].1,
+            f32s(vec![2, 0], &[])
+        );
+        let b = ok(r#"{"inputs": []}"#, &sig(&[("s", DataType::Bytes)]))
+            .0
+            .remove(0)
+            .1;
+        assert_eq!(b, Tensor::strings(vec![0], vec![]));
+    }
+
+    #[test]
+    fn response_row_and_columnar() {
+        let x = || f32s(vec![2, 2], &[1.0, 0.1, -3.5, 4.0]);
+        assert_eq!(
+            out(JsonFormat::Row, vec![("y", x())]),
+            json!({"predictions": [[1.0, 0.1], [-3.5, 4.0]]})
+        );
+        assert_eq!(
+            out(JsonFormat::Columnar, vec![("y", x())]),
+            json!({"outputs": [[1.0, 0.1], [-3.5, 4.0]]})
+        );
+        let two = || {
+            vec![
+                ("a", tensor_from_slice(I64, vec![2], &[7i64, -8])),
+                ("b", x()),
+            ]
+        };
+        let row = json!({"predictions": [{"a": 7, "b": [1.0, 0.1]}, {"a": -8, "b": [-3.5, 4.0]}]});
+        assert_eq!(out(JsonFormat::Row, two()), row);
+        let columnar = json!({"outputs": {"a": [7, -8], "b": [[1.0, 0.1], [-3.5, 4.0]]}});
+        assert_eq!(out(JsonFormat::Columnar, two()), columnar);
+        // No shared batch dimension: row falls back to the columnar layout.
+        let mixed = vec![
+            ("a", tensor_from_slice(I64, vec![3], &[1i64, 2, 3])),
+            ("b", x()),
+        ];
+        assert_eq!(
+            out(JsonFormat::Row, mixed),
+            json!({"outputs": {"a": [1, 2, 3], "b": [[1.0, 0.1], [-3.5, 4.0]]}})
+        );
+        assert_eq!(
+            out(JsonFormat::Row, vec![("s", f32s(vec![], &[2.0]))]),
+            json!({"outputs": 2.0})
+        );
+        assert_eq!(
+            out(JsonFormat::Row, vec![("e", f32s(vec![0, 4], &[]))]),
+            json!({"predictions": []})
+        );
+        assert_eq!(
+            out(JsonFormat::Columnar, vec![("e", f32s(vec![2, 0], &[]))]),
+            json!({"outputs": [[], []]})
+        );
+    }
+
+    #[test]
+    fn response_leaves() {
+        let leaves = |t: Tensor| out(JsonFormat::Columnar, vec![("o", t)])["outputs"].clone();
+        assert_eq!(
+            leaves(tensor_from_slice(Bool, vec![2], &[1u8, 0])),
+            json!([true, false])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(U64, vec![1], &[u64::MAX])),
+            json!([u64::MAX])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(I8, vec![2], &[-1i8, 127])),
+            json!([-1, 127])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(U16, vec![1], &[65535u16])),
+            json!([65535])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(F16, vec![1], &[f16::from_f32(0.5)])),
+            json!([0.5])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(BF16, vec![1], &[bf16::from_f32(-2.0)])),
+            json!([-2.0])
+        );
+        assert_eq!(
+            leaves(tensor_from_slice(F64, vec![1], &[0.1f64])),
+            json!([0.1])
+        );
+        let text = serde_json::to_string(&leaves(f32s(
+            vec![4],
+            &[0.1, 1e-30, f32::NAN, f32::NEG_INFINITY],
+        )))
+        .unwrap();
+        assert_eq!(text, "[0.1,1e-30,null,null]");
+        assert_eq!(
+            leaves(tensor_from_slice(F64, vec![1], &[f64::INFINITY])),
+            json!([null])
+        );
+        let s = || strings(vec![2], &[b"caf\xc3\xa9", b"\xff\x00"]);
+        assert_eq!(leaves(s()), json!(["café", {"b64": "/wA="}]));
+        let named = out(JsonFormat::Row, vec![("img_bytes", s())]);
+        assert_eq!(
+            named,
+            json!({"predictions": [{"b64": "Y2Fmw6k="}, {"b64": "/wA="}]})
+        );
+        // Data that disagrees with the shape is written as null, not a panic.
+        assert_eq!(leaves(Tensor::raw(F32, vec![2], vec![0u8; 5])), Value::Null);
+    }
+
+    #[test]
+    fn round_trip_through_encode_and_decode() {
+        let values = [
+            0.1f32,
+            -1e-30,
+            3.4e38,
+            1.0,
+            -0.0,
+            123.456,
+            f32::MIN_POSITIVE,
+            7e-45,
+        ];
+        let t = f32s(vec![2, 4], &values);
+        let s = sig(&[("x", F32)]);
+        let columnar = out(JsonFormat::Columnar, vec![("x", t.clone())]);
+        let body = json!({"inputs": columnar["outputs"]}).to_string();
+        assert_eq!(ok(&body, &s).0[0].1, t);
+        let row = out(JsonFormat::Row, vec![("x", t.clone())]);
+        let body = json!({"instances": row["predictions"]}).to_string();
+        assert_eq!(ok(&body, &s).0[0].1, t);
+        let b = strings(vec![1, 2], &[b"ok", b"\x80"]);
+        let body = json!({"inputs": out(JsonFormat::Columnar, vec![("b", b.clone())])["outputs"]})
+            .to_string();
+        assert_eq!(ok(&body, &sig(&[("b", DataType::Bytes)])).0[0].1, b);
+    }
+}

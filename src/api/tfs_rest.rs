@@ -1,0 +1,221 @@
+//! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
+
+use crate::api::status::{error_response, http_status};
+use crate::api::tfs_codec::tf_dtype;
+use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
+use crate::api::tfs_json::{decode_predict, encode_predict};
+use crate::error::ServeError;
+use crate::model::registry::{Registry, VersionSelector};
+use crate::model::request::infer_on;
+use crate::tensor::{Signature, TensorSpec};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// What a `/v1/models/...` path asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    Metadata,
+    Predict,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ModelPath {
+    pub model: String,
+    pub version: VersionSelector,
+    pub action: Action,
+}
+
+/// Parses the part after `/v1/models/`. Model names may not contain '/' or ':'.
+pub fn parse_model_path(tail: &str) -> Result<ModelPath, ServeError> {
+    let bad = || {
+        ServeError::invalid(format!(
+        "Malformed request path /v1/models/{tail}: expected /v1/models/<model>[/versions/<n>|/labels/<label>][/metadata|:predict]"
+    ))
+    };
+    let (tail, predict) = match tail.strip_suffix(":predict") {
+        Some(rest) => (rest, true),
+        None => (tail, false),
+    };
+    let mut parts: Vec<&str> = tail.split('/').collect();
+    let metadata = !predict && parts.len() > 1 && parts.last() == Some(&"metadata");
+    if metadata {
+        parts.pop();
+    }
+    let action = if predict {
+        Action::Predict
+    } else if metadata {
+        Action::Metadata
+    } else {
+        Action::Status
+    };
+    let (model, version) = match parts.as_slice() {
+        [model] => (*model, VersionSelector::Latest),
+        [model, "versions", v] => {
+            let n = v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                ServeError::invalid(format!(
+                    "Invalid version {v:?} in path: expected a positive integer"
+                ))
+            })?;
+            (*model, VersionSelector::Number(n))
+        }
+        [model, "labels", label] if !label.is_empty() => {
+            (*model, VersionSelector::Label(label.to_string()))
+        }
+        _ => return Err(bad()),
+    };
+    if model.is_empty() || model.contains(':') {
+        return Err(bad());
+    }
+    Ok(ModelPath {
+        model: model.to_string(),
+        version,
+        action,
+    })
+}
+
+fn tensor_info_json(spec: &TensorSpec) -> Value {
+    json!({
+        "dtype": tf_dtype(spec.dtype).as_str_name(),
+        "tensor_shape": {
+            "dim": spec.shape.iter().map(|d| json!({"size": d.to_string(), "name": ""})).collect::<Vec<_>>(),
+            "unknown_rank": false
+        },
+        "name": spec.name,
+    })
+}
+
+/// The metadata body TFS returns (protobuf JSON mapping of GetModelMetadataResponse).
+pub fn metadata_json(model: &str, version: u64, signature: &Signature) -> Value {
+    let infos = |specs: &[TensorSpec]| -> Value {
+        Value::Object(
+            specs
+                .iter()
+                .map(|s| (s.name.clone(), tensor_info_json(s)))
+                .collect(),
+        )
+    };
+    json!({
+        "model_spec": {"name": model, "signature_name": "", "version": version.to_string()},
+        "metadata": {"signature_def": {
+            "signature_def": {DEFAULT_SIGNATURE: {
+                "inputs": infos(&signature.inputs),
+                "outputs": infos(&signature.outputs),
+                "method_name": "tensorflow/serving/predict"
+            }}
+        }}
+    })
+}
+
+fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeError> {
+    let model = registry
+        .model(&path.model)
+        .ok_or_else(|| ServeError::ModelNotFound {
+            model: path.model.clone(),
+        })?;
+    let only = status_filter(&model, &path.version)?;
+    let versions: Vec<Value> = version_statuses(&model, only)
+        .into_iter()
+        .map(|s| {
+            let status = s.status.unwrap_or_default();
+            json!({
+                "version": s.version.to_string(),
+                "state": crate::proto::tensorflow::serving::model_version_status::State::try_from(s.state)
+                    .map(|st| st.as_str_name())
+                    .unwrap_or("UNKNOWN"),
+                "status": {
+                    "error_code": if status.error_code == 0 { "OK" } else { "UNKNOWN" },
+                    "error_message": if status.error_code == 0 { String::new() } else { status.error_message },
+                }
+            })
+        })
+        .collect();
+    Ok(json!({ "model_version_status": versions }))
+}
+
+/// `GET` and `POST` on `/v1/models/{tail:.*}`.
+pub async fn models(
+    request: HttpRequest,
+    tail: web::Path<String>,
+    body: web::Bytes,
+    registry: web::Data<Arc<Registry>>,
+) -> HttpResponse {
+    let result = async {
+        let path = parse_model_path(&tail)?;
+        let is_post = request.method() == actix_web::http::Method::POST;
+        match (&path.action, is_post) {
+            (Action::Status, false) => status_json(&registry, &path),
+            (Action::Metadata, false) => {
+                let servable = registry.resolve(&path.model, &path.version)?;
+                Ok(metadata_json(
+                    &servable.model,
+                    servable.version,
+                    &servable.signature,
+                ))
+            }
+            (Action::Predict, true) => {
+                let servable = registry.resolve(&path.model, &path.version)?;
+                let (inputs, format, signature_name) =
+                    decode_predict(&body, &servable.model, &servable.signature)?;
+                if let Some(name) =
+                    signature_name.filter(|n| !n.is_empty() && n != DEFAULT_SIGNATURE)
+                {
+                    return Err(ServeError::invalid(format!(
+                        "Serving signature name: \"{name}\" not found in signature def; the only one is \"{DEFAULT_SIGNATURE}\""
+                    )));
+                }
+                let answer = infer_on(servable, inputs, &[]).await?;
+                Ok(encode_predict(format, answer.outputs))
+            }
+            (_, post) => Err(ServeError::invalid(format!(
+                "{} is not allowed on this path; use {}",
+                request.method(),
+                if post { "GET" } else { "POST" }
+            ))),
+        }
+    };
+    match result.await {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Any other path: a JSON 404, like TF Serving.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    HttpResponse::build(http_status(tonic::Code::NotFound)).json(
+        json!({"error": format!("Malformed request: {} {}", request.method(), request.path())}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let p = parse_model_path("resnet").unwrap();
+        assert_eq!(
+            (p.model.as_str(), p.version, p.action),
+            ("resnet", VersionSelector::Latest, Action::Status)
+        );
+        let p = parse_model_path("resnet/versions/3:predict").unwrap();
+        assert_eq!(
+            (p.version, p.action),
+            (VersionSelector::Number(3), Action::Predict)
+        );
+        let p = parse_model_path("resnet/labels/stable/metadata").unwrap();
+        assert_eq!(
+            (p.version, p.action),
+            (VersionSelector::Label("stable".into()), Action::Metadata)
+        );
+        assert_eq!(
+            parse_model_path("resnet/metadata").unwrap().action,
+            Action::Metadata
+        );
+        assert!(parse_model_path("resnet/versions/x").is_err());
+        assert!(parse_model_path("resnet/versions/0:predict").is_err());
+        assert!(parse_model_path("a/b/c/d").is_err());
+        assert!(parse_model_path(":predict").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! Command-line flags, spelled as OVMS spells them so existing service files carry over.
+
+use super::model::{validate_model, ConfigError, RawModel, ServerConfig};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vinoserve",
+    version,
+    about = "OpenVINO model server with TensorFlow Serving and KServe v2 APIs"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve models (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// OVMS-compatible config.json listing the models to serve.
+    #[arg(long = "config_path", env = "VINOSERVE_CONFIG_PATH", conflicts_with_all = ["model_name", "model_path"])]
+    pub config_path: Option<PathBuf>,
+
+    /// Name of the single model to serve (with --model_path).
+    #[arg(long = "model_name", requires = "model_path")]
+    pub model_name: Option<String>,
+
+    /// Folder holding the single model's numbered version folders (with --model_name).
+    #[arg(long = "model_path", requires = "model_name")]
+    pub model_path: Option<PathBuf>,
+
+    /// Single-model mode: infer requests per version (0 = OpenVINO's optimal number).
+    #[arg(long, default_value_t = 0)]
+    pub nireq: usize,
+
+    /// Single-model mode: OpenVINO properties as JSON, e.g. '{"PERFORMANCE_HINT":"LATENCY"}'.
+    #[arg(long = "plugin_config")]
+    pub plugin_config: Option<String>,
+
+    /// Single-model mode: version policy as JSON, e.g. '{"latest":{"num_versions":2}}'.
+    #[arg(long = "model_version_policy")]
+    pub model_version_policy: Option<String>,
+
+    /// Single-model mode: reshape the batch dimension at load (-1 = dynamic).
+    #[arg(long = "batch_size", allow_hyphen_values = true)]
+    pub batch_size: Option<String>,
+
+    /// Single-model mode: reshape inputs at load, e.g. "(1,3,224,224)" or '{"x":"(1,10)"}'.
+    #[arg(long)]
+    pub shape: Option<String>,
+
+    /// Single-model mode: target device (only CPU is supported).
+    #[arg(long = "target_device", default_value = "CPU")]
+    pub target_device: String,
+
+    /// gRPC port (TFS and KServe services); 0 picks a free port and prints it.
+    #[arg(long, env = "VINOSERVE_PORT", default_value_t = 9000)]
+    pub port: u16,
+
+    /// REST port (TFS and KServe REST); 0 picks a free port and prints it.
+    #[arg(
+        long = "rest_port",
+        env = "VINOSERVE_REST_PORT",
+        default_value_t = 8000
+    )]
+    pub rest_port: u16,
+
+    /// Address the gRPC server binds to.
+    #[arg(long = "grpc_bind_address", default_value = "0.0.0.0")]
+    pub grpc_bind_address: String,
+
+    /// Address the REST server binds to.
+    #[arg(long = "rest_bind_address", default_value = "0.0.0.0")]
+    pub rest_bind_address: String,
+
+    /// Largest request or response message in bytes (gRPC and REST bodies).
+    #[arg(long = "max_message_size", default_value_t = 1 << 30)]
+    pub max_message_size: usize,
+
+    /// Requests that may wait for a free infer request per model version; beyond it requests
+    /// fail fast with RESOURCE_EXHAUSTED / 429.
+    #[arg(long = "queue_bound", default_value_t = 256)]
+    pub queue_bound: usize,
+
+    /// Threads for the gRPC server's async runtime.
+    #[arg(long = "grpc_workers", default_value_t = 2)]
+    pub grpc_workers: usize,
+
+    /// Threads for the REST server.
+    #[arg(long = "rest_workers", default_value_t = 2)]
+    pub rest_workers: usize,
+
+    /// Seconds to wait for in-flight requests on shutdown before exiting anyway.
+    #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
+    pub drain_timeout_seconds: u64,
+
+    /// Log level: ERROR, WARNING, INFO, DEBUG or TRACE (or an env-filter directive).
+    #[arg(
+        long = "log_level",
+        env = "VINOSERVE_LOG_LEVEL",
+        default_value = "INFO"
+    )]
+    pub log_level: String,
+
+    /// Log format: text or json.
+    #[arg(long = "log_format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// libopenvino_c location (file or folder); default: $OPENVINO_LIB_DIR, then .deps/ of the repo.
+    #[arg(long = "openvino_lib", env = "VINOSERVE_OPENVINO_LIB")]
+    pub openvino_lib: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The models to serve, from --config_path or from the single-model flags.
+    pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
+        if let Some(path) = &self.config_path {
+            return super::model::load_config_file(path);
+        }
+        let (Some(name), Some(path)) = (&self.model_name, &self.model_path) else {
+            return Err(ConfigError {
+                path: "command line".into(),
+                reason: "give --config_path, or --model_name with --model_path".into(),
+            });
+        };
+        let json =
+            |flag: &str, text: &Option<String>| -> Result<Option<serde_json::Value>, ConfigError> {
+                text.as_ref()
+                    .map(|t| {
+                        serde_json::from_str(t)
+                            .or_else(|_| {
+                                Ok::<_, serde_json::Error>(serde_json::Value::String(t.clone()))
+                            })
+                            .map_err(|e| ConfigError {
+                                path: flag.into(),
+                                reason: e.to_string(),
+                            })
+                    })
+                    .transpose()
+            };
+        let plugin_config = match json("--plugin_config", &self.plugin_config)? {
+            None => Default::default(),
+            Some(v) => serde_json::from_value(v).map_err(|e| ConfigError {
+                path: "--plugin_config".into(),
+                reason: format!("expected a JSON object: {e}"),
+            })?,
+        };
+        let model_version_policy = match json("--model_version_policy", &self.model_version_policy)?
+        {
+            None => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| ConfigError {
+                path: "--model_version_policy".into(),
+                reason: e.to_string(),
+            })?),
+        };
+        let raw = RawModel {
+            name: name.clone(),
+            base_path: path.display().to_string(),
+            model_version_policy,
+            nireq: Some(self.nireq),
+            target_device: Some(self.target_device.clone()),
+            plugin_config,
+            batch_size: json("--batch_size", &self.batch_size)?,
+            shape: json("--shape", &self.shape)?,
+            ..Default::default()
+        };
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let model = validate_model(raw, &cwd, "command line").map_err(|e| ConfigError {
+            path: e
+                .path
+                .replace("command line.base_path", "--model_path")
+                .replace("command line.", "--"),
+            reason: e.reason,
+        })?;
+        Ok(ServerConfig {
+            models: vec![model],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_model_flags_build_a_config() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().display().to_string();
+        let cli = Cli::try_parse_from([
+            "vinoserve",
+            "--model_name",
+            "m",
+            "--model_path",
+            &path,
+            "--plugin_config",
+            r#"{"PERFORMANCE_HINT":"THROUGHPUT"}"#,
+            "--batch_size",
+            "4",
+        ])
+        .unwrap();
+        let cfg = cli.serve.server_config().unwrap();
+        assert_eq!(cfg.models[0].name, "m");
+        assert_eq!(
+            cfg.models[0].plugin_config["PERFORMANCE_HINT"],
+            "THROUGHPUT"
+        );
+        assert_eq!(cfg.models[0].reshape, crate::runtime::Reshape::Batch(4));
+    }
+
+    #[test]
+    fn single_model_errors_name_the_flag() {
+        let cli = Cli::try_parse_from([
+            "vinoserve",
+            "--model_name",
+            "m",
+            "--model_path",
+            "/nonexistent/x",
+        ])
+        .unwrap();
+        let e = cli.serve.server_config().unwrap_err();
+        assert_eq!(e.path, "--model_path");
+        assert!(Cli::try_parse_from(["vinoserve", "--model_name", "m"]).is_err());
+    }
+}

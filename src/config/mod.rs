@@ -1,0 +1,7 @@
+//! Server flags and the OVMS-compatible model config.
+
+pub mod cli;
+pub mod model;
+
+pub use cli::{Cli, Command, ServeArgs};
+pub use model::{load_config_file, parse_config, ConfigError, ModelConfig, ServerConfig};

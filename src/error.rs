@@ -1,0 +1,130 @@
+//! The error lattice: backend failures feed [`ServeError`], which every transport maps to its own
+//! status in exactly one place (`api::status`). Variant names double as the metrics failure label.
+
+use crate::tensor::{DataType, ShapeDisplay};
+use thiserror::Error;
+
+/// Failures inside the inference runtime (OpenVINO or the fake backend).
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum BackendError {
+    #[error("no model files in {dir}: expected one *.xml with its *.bin, or one *.onnx")]
+    NoModelFiles { dir: String },
+    #[error("model files in {dir} are ambiguous: {detail}")]
+    AmbiguousModelFiles { dir: String, detail: String },
+    #[error("cannot read model {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("cannot reshape model: {0}")]
+    Reshape(String),
+    #[error("cannot compile model for {device}: {reason}")]
+    Compile { device: String, reason: String },
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    #[error("inference failed: {0}")]
+    Infer(String),
+    #[error("OpenVINO: {0}")]
+    Runtime(String),
+}
+
+/// Everything a request can fail with. Messages follow the OVMS wording clients already match on.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ServeError {
+    #[error("Model with requested name is not found: {model}")]
+    ModelNotFound { model: String },
+    #[error("Model with requested version is not found: model {model}, version {version}")]
+    VersionNotFound { model: String, version: u64 },
+    #[error("Model version label is not found: model {model}, label {label}")]
+    LabelNotFound { model: String, label: String },
+    #[error("Model version is retired: model {model}, version {version}")]
+    VersionRetired { model: String, version: u64 },
+    #[error("Model version is not loaded yet: model {model}, version {version}")]
+    VersionNotLoadedYet { model: String, version: u64 },
+    #[error("Model has no available version: model {model}")]
+    NoVersionAvailable { model: String, loading: bool },
+    #[error(
+        "Invalid input shape - Expected: {}; Actual: {}; input name: {input}",
+        ShapeDisplay(expected),
+        ShapeDisplay(actual)
+    )]
+    InvalidShape {
+        input: String,
+        expected: Vec<i64>,
+        actual: Vec<usize>,
+    },
+    #[error(
+        "Invalid input precision - Expected: {expected}; Actual: {actual}; input name: {input}"
+    )]
+    InvalidPrecision {
+        input: String,
+        expected: DataType,
+        actual: DataType,
+    },
+    #[error("Missing input with specific name - Expected input: {input}; model {model} takes: {expected}")]
+    MissingInput {
+        model: String,
+        input: String,
+        expected: String,
+    },
+    #[error("Unexpected input name: {input}; model {model} takes: {expected}")]
+    UnexpectedInput {
+        model: String,
+        input: String,
+        expected: String,
+    },
+    #[error("Invalid content size of tensor proto - Expected: {expected} bytes; Actual: {actual} bytes; input name: {input}")]
+    ByteSizeMismatch {
+        input: String,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("Unknown output requested: {output}; model {model} gives: {available}")]
+    UnknownOutput {
+        model: String,
+        output: String,
+        available: String,
+    },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "Model {model} version {version} is busy: its request queue is full ({bound} waiting)"
+    )]
+    QueueFull {
+        model: String,
+        version: u64,
+        bound: usize,
+    },
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("Server is shutting down")]
+    ShuttingDown,
+    #[error("Internal error: {0}")]
+    Backend(#[from] BackendError),
+}
+
+impl ServeError {
+    /// A stable label for metrics and logs (the variant name).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServeError::ModelNotFound { .. } => "ModelNotFound",
+            ServeError::VersionNotFound { .. } => "VersionNotFound",
+            ServeError::LabelNotFound { .. } => "LabelNotFound",
+            ServeError::VersionRetired { .. } => "VersionRetired",
+            ServeError::VersionNotLoadedYet { .. } => "VersionNotLoadedYet",
+            ServeError::NoVersionAvailable { .. } => "NoVersionAvailable",
+            ServeError::InvalidShape { .. } => "InvalidShape",
+            ServeError::InvalidPrecision { .. } => "InvalidPrecision",
+            ServeError::MissingInput { .. } => "MissingInput",
+            ServeError::UnexpectedInput { .. } => "UnexpectedInput",
+            ServeError::ByteSizeMismatch { .. } => "ByteSizeMismatch",
+            ServeError::UnknownOutput { .. } => "UnknownOutput",
+            ServeError::InvalidRequest(_) => "InvalidRequest",
+            ServeError::QueueFull { .. } => "QueueFull",
+            ServeError::Unimplemented(_) => "Unimplemented",
+            ServeError::ShuttingDown => "ShuttingDown",
+            ServeError::Backend(_) => "Backend",
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ServeError {
+        ServeError::InvalidRequest(message.into())
+    }
+}

@@ -1,0 +1,12 @@
+//! vinoserve: an OpenVINO model server speaking TensorFlow Serving's and KServe v2's APIs.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod proto;
+pub mod repository;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod tensor;

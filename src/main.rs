@@ -1,0 +1,42 @@
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vinoserve::config::{Cli, Command};
+use vinoserve::runtime::openvino::{library, OpenVinoBackend};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    vinoserve::telemetry::init(&args.log_level, &args.log_format);
+    let config = match args.server_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("vinoserve: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match library::load(args.openvino_lib.as_deref()) {
+        Ok(path) => {
+            tracing::info!(library = %path.display(), version = %openvino::version().build_number, "OpenVINO loaded")
+        }
+        Err(e) => {
+            eprintln!("vinoserve: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    let system = actix_rt::System::new();
+    match system.block_on(vinoserve::server::serve(
+        args,
+        config,
+        Arc::new(OpenVinoBackend),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vinoserve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Model versions: the registry requests read, the actors that change it, the worker pools.
+
+pub mod manager;
+pub mod model_actor;
+pub mod policy;
+pub mod pool;
+pub mod registry;
+pub mod request;
+pub mod servable;
+pub mod validate;
+pub mod versions;

@@ -1,0 +1,182 @@
+//! A loaded, warmed-up model version with its worker pool: what a request holds while in flight.
+//!
+//! Holding an `Arc<Servable>` keeps the version alive; when the last one goes (registry, actor and
+//! every in-flight request), the queue closes, workers finish, and the compiled model is freed on
+//! a reaper thread, which then reports the version as unloaded.
+
+use crate::error::{BackendError, ServeError};
+use crate::model::pool::{Job, Reply, ThreadSetup, WorkerPool};
+use crate::model::validate::ValidatedInputs;
+use crate::runtime::{Backend, LoadSpec, LoadedModel};
+use crate::tensor::{Signature, Tensor};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Called once the version's workers have exited and its compiled model is freed.
+pub type OnUnloaded = Box<dyn FnOnce() + Send>;
+
+pub struct Servable {
+    pub model: String,
+    pub version: u64,
+    pub signature: Signature,
+    /// Runtime properties as compiled (streams, threads, precision).
+    pub properties: BTreeMap<String, String>,
+    pool: Option<WorkerPool>,
+    /// Touched only on drop; the mutex makes the servable shareable across request tasks.
+    teardown: Mutex<Option<Teardown>>,
+}
+
+/// What is released after the workers have exited.
+struct Teardown {
+    compiled: Box<dyn LoadedModel>,
+    on_unloaded: OnUnloaded,
+}
+
+/// How to build the worker pool of a version.
+#[derive(Clone)]
+pub struct PoolSpec {
+    /// Worker threads (= infer requests); 0 asks the runtime for its optimal number.
+    pub nireq: usize,
+    /// Jobs allowed to wait for a worker before requests are refused.
+    pub queue_bound: usize,
+    /// Per-thread setup (placement).
+    pub setup: Option<ThreadSetup>,
+}
+
+impl Servable {
+    /// Loads, compiles and warms up one version (one inference on zero-filled inputs, so the
+    /// first client request does not pay for lazy initialisation). Blocking: call it on a
+    /// loading thread.
+    pub fn load(
+        backend: &dyn Backend,
+        spec: &LoadSpec,
+        pool: &PoolSpec,
+        on_unloaded: OnUnloaded,
+    ) -> Result<Servable, BackendError> {
+        let mut compiled = backend.load(spec)?;
+        let signature = compiled.signature().clone();
+        let workers = if pool.nireq == 0 {
+            compiled.optimal_infer_requests()
+        } else {
+            pool.nireq
+        };
+        let mut executors = (0..workers)
+            .map(|_| compiled.create_executor())
+            .collect::<Result<Vec<_>, _>>()?;
+        let zeros = ValidatedInputs::zeros(&signature)
+            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let all_outputs: Vec<usize> = (0..signature.outputs.len()).collect();
+        executors[0]
+            .infer(&zeros, &all_outputs)
+            .map_err(|e| BackendError::Infer(format!("warm-up inference failed: {e}")))?;
+        let prefix = format!("ov-{}", spec.model.chars().take(6).collect::<String>());
+        let pool = WorkerPool::start(
+            &prefix,
+            executors,
+            pool.queue_bound.max(1),
+            pool.setup.clone(),
+        )
+        .map_err(|e| BackendError::Runtime(format!("cannot start worker threads: {e}")))?;
+        Ok(Servable {
+            model: spec.model.clone(),
+            version: spec.version,
+            signature,
+            properties: compiled.properties(),
+            pool: Some(pool),
+            teardown: Mutex::new(Some(Teardown {
+                compiled,
+                on_unloaded,
+            })),
+        })
+    }
+
+    fn pool(&self) -> &WorkerPool {
+        self.pool.as_ref().expect("pool lives until drop")
+    }
+
+    pub fn workers(&self) -> usize {
+        self.pool().workers()
+    }
+
+    pub fn queue_bound(&self) -> usize {
+        self.pool().bound()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.pool().queued()
+    }
+
+    pub fn active(&self) -> usize {
+        self.pool()
+            .stats()
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues validated inputs; fails fast with `QueueFull` when the queue is at its bound.
+    pub fn submit(
+        &self,
+        inputs: ValidatedInputs,
+        outputs: Vec<usize>,
+    ) -> Result<oneshot::Receiver<Reply>, ServeError> {
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            inputs,
+            outputs,
+            reply,
+            enqueued: Instant::now(),
+        };
+        self.pool()
+            .try_submit(job)
+            .map_err(|_| ServeError::QueueFull {
+                model: self.model.clone(),
+                version: self.version,
+                bound: self.queue_bound(),
+            })?;
+        Ok(receiver)
+    }
+
+    /// Runs one inference and waits for the answer without blocking the async runtime.
+    pub async fn infer(
+        &self,
+        inputs: ValidatedInputs,
+        outputs: Vec<usize>,
+    ) -> Result<Vec<Tensor>, ServeError> {
+        let receiver = self.submit(inputs, outputs)?;
+        receiver.await.unwrap_or(Err(ServeError::ShuttingDown))
+    }
+}
+
+impl Drop for Servable {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let teardown = self.teardown.get_mut().ok().and_then(Option::take);
+        let workers = pool.close();
+        let label = format!("{} v{}", self.model, self.version);
+        // Joining may wait for a job whose client already left; never do that on the caller's
+        // thread, which can be an async task.
+        let reaper = std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || {
+                for worker in workers {
+                    let _ = worker.join();
+                }
+                if let Some(Teardown {
+                    compiled,
+                    on_unloaded,
+                }) = teardown
+                {
+                    drop(compiled);
+                    tracing::debug!(version = %label, "workers joined, compiled model freed");
+                    on_unloaded();
+                }
+            });
+        if let Err(e) = reaper {
+            tracing::error!(error = %e, "cannot spawn the reaper thread; the version's threads leak");
+        }
+    }
+}

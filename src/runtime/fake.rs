@@ -1,0 +1,143 @@
+//! A backend without a runtime, for testing the core (registry, policies, swaps, queues).
+//!
+//! Every "model" takes `x: FP32 (-1)` and answers `y = x + version`, so a test can tell which
+//! version served it. A version folder containing a file named `FAIL` fails to load. Inference can
+//! be held at a gate to make queue and drain behaviour deterministic.
+
+use super::{Backend, Executor, LoadSpec, LoadedModel};
+use crate::error::BackendError;
+use crate::model::validate::ValidatedInputs;
+use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType, Signature, Tensor, TensorSpec};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Shared knobs and counters, visible to the test that owns the backend.
+#[derive(Default)]
+pub struct FakeControl {
+    pub loads: AtomicUsize,
+    pub inferences: AtomicUsize,
+    /// While closed, inferences wait (and count themselves in `waiting`).
+    gate_open: Mutex<bool>,
+    gate: Condvar,
+    pub waiting: AtomicUsize,
+}
+
+impl FakeControl {
+    pub fn close_gate(&self) {
+        *self.gate_open.lock().unwrap() = false;
+    }
+
+    pub fn open_gate(&self) {
+        *self.gate_open.lock().unwrap() = true;
+        self.gate.notify_all();
+    }
+
+    fn pass_gate(&self) {
+        let mut open = self.gate_open.lock().unwrap();
+        if !*open {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while !*open {
+                open = self.gate.wait(open).unwrap();
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct FakeBackend {
+    pub control: Arc<FakeControl>,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        let control = FakeControl::default();
+        *control.gate_open.lock().unwrap() = true;
+        FakeBackend {
+            control: Arc::new(control),
+        }
+    }
+}
+
+pub fn fake_signature() -> Signature {
+    let spec = |name: &str| TensorSpec {
+        name: name.into(),
+        dtype: DataType::F32,
+        shape: vec![-1],
+    };
+    Signature {
+        inputs: vec![spec("x")],
+        outputs: vec![spec("y")],
+    }
+}
+
+impl Backend for FakeBackend {
+    fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError> {
+        if spec.dir.join("FAIL").exists() {
+            return Err(BackendError::Read {
+                path: spec.dir.display().to_string(),
+                reason: "fake load failure requested by FAIL file".into(),
+            });
+        }
+        self.control.loads.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(FakeModel {
+            signature: fake_signature(),
+            version: spec.version,
+            control: self.control.clone(),
+        }))
+    }
+}
+
+struct FakeModel {
+    signature: Signature,
+    version: u64,
+    control: Arc<FakeControl>,
+}
+
+impl LoadedModel for FakeModel {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn optimal_infer_requests(&self) -> usize {
+        2
+    }
+
+    fn properties(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("BACKEND".to_string(), "fake".to_string())])
+    }
+
+    fn create_executor(&mut self) -> Result<Box<dyn Executor>, BackendError> {
+        Ok(Box::new(FakeExecutor {
+            add: self.version as f32,
+            control: self.control.clone(),
+        }))
+    }
+}
+
+struct FakeExecutor {
+    add: f32,
+    control: Arc<FakeControl>,
+}
+
+impl Executor for FakeExecutor {
+    fn infer(
+        &mut self,
+        inputs: &ValidatedInputs,
+        outputs: &[usize],
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.control.pass_gate();
+        self.control.inferences.fetch_add(1, Ordering::SeqCst);
+        let x = &inputs.tensors()[0];
+        let values: Vec<f32> = tensor_to_vec::<f32>(x)
+            .ok_or_else(|| BackendError::Infer("x is not FP32".into()))?
+            .into_iter()
+            .map(|v| v + self.add)
+            .collect();
+        Ok(outputs
+            .iter()
+            .map(|_| tensor_from_slice(DataType::F32, x.shape.clone(), &values))
+            .collect())
+    }
+}

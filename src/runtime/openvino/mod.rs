@@ -1,0 +1,346 @@
+//! The OpenVINO backend: reads IR or ONNX, reshapes, compiles on CPU with the model's properties,
+//! and runs one `InferRequest` per worker thread.
+
+pub mod library;
+
+use super::files::ModelFiles;
+use super::{Backend, Executor, LoadSpec, LoadedModel, Reshape};
+use crate::error::BackendError;
+use crate::model::validate::ValidatedInputs;
+use crate::tensor::{DataType, Signature, Tensor, TensorSpec};
+use openvino::{
+    CompiledModel, Core, DeviceType, Dimension, ElementType, InferRequest, Model, Node,
+    PartialShape, PropertyKey, RwPropertyKey, Shape,
+};
+use std::collections::BTreeMap;
+
+/// Properties read back from a compiled model and shown to operators.
+const REPORTED_PROPERTIES: [&str; 5] = [
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_NUM_THREADS",
+    "INFERENCE_PRECISION_HINT",
+    "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+];
+
+/// Loads models with OpenVINO. The C library must have been loaded (see [`library::load`]).
+#[derive(Default, Clone)]
+pub struct OpenVinoBackend;
+
+fn runtime(context: &str) -> impl Fn(openvino::InferenceError) -> BackendError + '_ {
+    move |e| BackendError::Runtime(format!("{context}: {e}"))
+}
+
+pub fn data_type(element: ElementType) -> Option<DataType> {
+    Some(match element {
+        ElementType::Boolean => DataType::Bool,
+        ElementType::U8 => DataType::U8,
+        ElementType::U16 => DataType::U16,
+        ElementType::U32 => DataType::U32,
+        ElementType::U64 => DataType::U64,
+        ElementType::I8 => DataType::I8,
+        ElementType::I16 => DataType::I16,
+        ElementType::I32 => DataType::I32,
+        ElementType::I64 => DataType::I64,
+        ElementType::F16 => DataType::F16,
+        ElementType::Bf16 => DataType::BF16,
+        ElementType::F32 => DataType::F32,
+        ElementType::F64 => DataType::F64,
+        _ => return None,
+    })
+}
+
+fn tensor_spec(node: &Node, role: &str, index: usize) -> Result<TensorSpec, BackendError> {
+    let name = node.get_name().map_err(|e| {
+        BackendError::Unsupported(format!("{role} {index} has no tensor name: {e}"))
+    })?;
+    let element = node.get_element_type().map_err(runtime("element type"))?;
+    let dtype = data_type(element).ok_or_else(|| {
+        BackendError::Unsupported(format!(
+            "{role} {name} has element type {element:?}, which the server cannot carry"
+        ))
+    })?;
+    let partial = node.get_partial_shape().map_err(runtime("partial shape"))?;
+    if partial.get_rank().is_dynamic() {
+        return Err(BackendError::Unsupported(format!(
+            "{role} {name} has a dynamic rank; set its shape in the model config"
+        )));
+    }
+    let shape = partial
+        .get_dimensions()
+        .iter()
+        .map(|d| if d.is_dynamic() { -1 } else { d.get_max() })
+        .collect();
+    Ok(TensorSpec { name, dtype, shape })
+}
+
+fn partial_shape(dims: &[i64]) -> Result<PartialShape, BackendError> {
+    let dims: Vec<Dimension> = dims
+        .iter()
+        .map(|&d| {
+            if d < 0 {
+                Dimension::new(-1, -1)
+            } else {
+                Dimension::new(d, d)
+            }
+        })
+        .collect();
+    PartialShape::new(dims.len() as i64, &dims).map_err(|e| BackendError::Reshape(e.to_string()))
+}
+
+fn input_specs(model: &Model) -> Result<Vec<TensorSpec>, BackendError> {
+    let count = model.get_inputs_len().map_err(runtime("inputs"))?;
+    (0..count)
+        .map(|i| {
+            tensor_spec(
+                &model.get_input_by_index(i).map_err(runtime("input"))?,
+                "input",
+                i,
+            )
+        })
+        .collect()
+}
+
+fn reshape(model: &mut Model, reshape: &Reshape) -> Result<(), BackendError> {
+    let targets: Vec<(String, Vec<i64>)> = match reshape {
+        Reshape::None => return Ok(()),
+        Reshape::Batch(batch) => input_specs(model)?
+            .into_iter()
+            .map(|spec| {
+                let mut shape = spec.shape;
+                if shape.is_empty() {
+                    return Err(BackendError::Reshape(format!(
+                        "input {} is a scalar and has no batch dimension",
+                        spec.name
+                    )));
+                }
+                shape[0] = *batch;
+                Ok((spec.name, shape))
+            })
+            .collect::<Result<_, _>>()?,
+        Reshape::Single(shape) => {
+            let inputs = input_specs(model)?;
+            if inputs.len() != 1 {
+                return Err(BackendError::Reshape(format!(
+                    "a single shape was given but the model has {} inputs; give shapes by input name",
+                    inputs.len()
+                )));
+            }
+            vec![(inputs[0].name.clone(), shape.clone())]
+        }
+        Reshape::Shapes(by_name) => {
+            let inputs = input_specs(model)?;
+            for name in by_name.keys() {
+                if !inputs.iter().any(|s| &s.name == name) {
+                    return Err(BackendError::Reshape(format!(
+                        "the model has no input named {name}"
+                    )));
+                }
+            }
+            by_name
+                .iter()
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect()
+        }
+    };
+    let shapes: Vec<(String, PartialShape)> = targets
+        .into_iter()
+        .map(|(n, s)| Ok((n, partial_shape(&s)?)))
+        .collect::<Result<_, BackendError>>()?;
+    let refs: Vec<(&str, &PartialShape)> = shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    model
+        .reshape(&refs)
+        .map_err(|e| BackendError::Reshape(e.to_string()))
+}
+
+impl Backend for OpenVinoBackend {
+    fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError> {
+        if spec.device != "CPU" {
+            return Err(BackendError::Unsupported(format!(
+                "target_device {} (only CPU is served)",
+                spec.device
+            )));
+        }
+        // One Core per load: properties set on it apply to this compile only, because the Rust
+        // bindings' compile_model takes no per-call properties.
+        let mut core = Core::new().map_err(|e| BackendError::Runtime(e.to_string()))?;
+        for (key, value) in &spec.plugin_config {
+            core.set_property(
+                &DeviceType::CPU,
+                &RwPropertyKey::Other(key.clone().into()),
+                value,
+            )
+            .map_err(|e| BackendError::Compile {
+                device: spec.device.clone(),
+                reason: format!("plugin_config {key}={value} rejected: {e}"),
+            })?;
+        }
+        let files = ModelFiles::find(&spec.dir)?;
+        let (model_path, weights) = match &files {
+            ModelFiles::Ir { xml, bin } => (xml.clone(), bin.display().to_string()),
+            ModelFiles::Onnx(path) => (path.clone(), String::new()),
+        };
+        let mut model = core
+            .read_model_from_file(&model_path.display().to_string(), &weights)
+            .map_err(|e| BackendError::Read {
+                path: model_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        reshape(&mut model, &spec.reshape)?;
+        let compiled =
+            core.compile_model(&model, DeviceType::CPU)
+                .map_err(|e| BackendError::Compile {
+                    device: spec.device.clone(),
+                    reason: e.to_string(),
+                })?;
+        OpenVinoModel::new(compiled).map(|m| Box::new(m) as Box<dyn LoadedModel>)
+    }
+}
+
+struct OpenVinoModel {
+    compiled: CompiledModel,
+    signature: Signature,
+}
+
+impl OpenVinoModel {
+    fn new(compiled: CompiledModel) -> Result<OpenVinoModel, BackendError> {
+        let inputs = (0..compiled.get_input_size().map_err(runtime("inputs"))?)
+            .map(|i| {
+                tensor_spec(
+                    &compiled.get_input_by_index(i).map_err(runtime("input"))?,
+                    "input",
+                    i,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let outputs = (0..compiled.get_output_size().map_err(runtime("outputs"))?)
+            .map(|i| {
+                tensor_spec(
+                    &compiled.get_output_by_index(i).map_err(runtime("output"))?,
+                    "output",
+                    i,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(OpenVinoModel {
+            compiled,
+            signature: Signature { inputs, outputs },
+        })
+    }
+
+    fn property(&self, key: &str) -> Option<String> {
+        self.compiled
+            .get_property(&PropertyKey::Other(key.to_string().into()))
+            .ok()
+            .map(|v| v.into_owned())
+    }
+}
+
+impl LoadedModel for OpenVinoModel {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn optimal_infer_requests(&self) -> usize {
+        self.property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn properties(&self) -> BTreeMap<String, String> {
+        REPORTED_PROPERTIES
+            .iter()
+            .filter_map(|k| Some((k.to_string(), self.property(k)?)))
+            .collect()
+    }
+
+    fn create_executor(&mut self) -> Result<Box<dyn Executor>, BackendError> {
+        let request = self
+            .compiled
+            .create_infer_request()
+            .map_err(runtime("create infer request"))?;
+        Ok(Box::new(OpenVinoExecutor {
+            request,
+            input_names: self
+                .signature
+                .inputs
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            dynamic: self
+                .signature
+                .inputs
+                .iter()
+                .map(|s| s.shape.iter().any(|&d| d < 0))
+                .collect(),
+        }))
+    }
+}
+
+struct OpenVinoExecutor {
+    request: InferRequest,
+    input_names: Vec<String>,
+    dynamic: Vec<bool>,
+}
+
+fn infer_error(e: openvino::InferenceError) -> BackendError {
+    BackendError::Infer(e.to_string())
+}
+
+impl Executor for OpenVinoExecutor {
+    fn infer(
+        &mut self,
+        inputs: &ValidatedInputs,
+        outputs: &[usize],
+    ) -> Result<Vec<Tensor>, BackendError> {
+        for ((tensor, name), dynamic) in inputs
+            .tensors()
+            .iter()
+            .zip(&self.input_names)
+            .zip(&self.dynamic)
+        {
+            if tensor.dtype == DataType::Bytes {
+                return Err(BackendError::Unsupported(format!(
+                    "input {name} takes strings"
+                )));
+            }
+            let mut target = self.request.get_tensor(name).map_err(infer_error)?;
+            if *dynamic {
+                let dims: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+                let shape = Shape::new(&dims).map_err(infer_error)?;
+                // `set_shape` hands back a second owner of the same C tensor; forget it so the
+                // tensor is freed once, by `target`.
+                std::mem::forget(target.set_shape(&shape).map_err(infer_error)?);
+            }
+            // The one copy of the input: from the request buffer into OpenVINO's tensor.
+            target
+                .get_raw_data_mut()
+                .map_err(infer_error)?
+                .copy_from_slice(tensor.raw_bytes());
+        }
+        self.request.infer().map_err(infer_error)?;
+        outputs
+            .iter()
+            .map(|&index| {
+                let out = self
+                    .request
+                    .get_output_tensor_by_index(index)
+                    .map_err(infer_error)?;
+                let element = out.get_element_type().map_err(infer_error)?;
+                let dtype = data_type(element).ok_or_else(|| {
+                    BackendError::Unsupported(format!("output element type {element:?}"))
+                })?;
+                let shape = out
+                    .get_shape()
+                    .map_err(infer_error)?
+                    .get_dimensions()
+                    .iter()
+                    .map(|&d| d as usize)
+                    .collect();
+                let bytes = bytes::Bytes::copy_from_slice(out.get_raw_data().map_err(infer_error)?);
+                Ok(Tensor::raw(dtype, shape, bytes))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,279 @@
+//! Test harness: the real `vinoserve` binary on 127.0.0.1 with ephemeral ports, pointed at a
+//! temporary model repository built from the committed fixtures.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use vinoserve::proto::tensorflow::serving::model_service_client::ModelServiceClient;
+use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use vinoserve::proto::tensorflow::serving::{model_spec, GetModelStatusRequest, ModelSpec};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A temporary repository with the named fixture models and a config.json listing them.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// `models`: (fixture name, extra config JSON fields such as `"nireq": 2`).
+    pub fn new(models: &[(&str, &str)]) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        for (name, extra) in models {
+            copy_dir(
+                &fixtures().join(name),
+                &dir.path().join("models").join(name),
+            );
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(", {extra}")
+            };
+            entries.push(format!(
+                r#"{{"config": {{"name": "{name}", "base_path": "models/{name}"{extra}}}}}"#
+            ));
+        }
+        let config = format!(r#"{{"model_config_list": [{}]}}"#, entries.join(",\n"));
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        Repo { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    pub fn model_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("models").join(name)
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub grpc_addr: String,
+    pub rest_addr: String,
+    lines: mpsc::Receiver<String>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_vinoserve")
+}
+
+impl Server {
+    /// Starts the binary with `--port 0 --rest_port 0` plus `args`; returns once both ports are bound.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(binary())
+            .args([
+                "--port",
+                "0",
+                "--rest_port",
+                "0",
+                "--grpc_bind_address",
+                "127.0.0.1",
+                "--rest_bind_address",
+                "127.0.0.1",
+            ])
+            .args(args)
+            .env("VINOSERVE_LOG_LEVEL", "WARNING")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start vinoserve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            grpc_addr: String::new(),
+            rest_addr: String::new(),
+            lines,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.grpc_addr.is_empty() || server.rest_addr.is_empty() {
+            let line = server
+                .next_line(deadline)
+                .expect("server printed its addresses");
+            if let Some(a) = line.strip_prefix("vinoserve: gRPC listening on ") {
+                server.grpc_addr = a.trim().to_string();
+            } else if let Some(a) = line.strip_prefix("vinoserve: REST listening on ") {
+                server.rest_addr = a.trim().to_string();
+            }
+        }
+        server
+    }
+
+    pub fn with_config(repo: &Repo, extra: &[&str]) -> Server {
+        let config = repo.config_path().display().to_string();
+        let mut args = vec!["--config_path", config.as_str()];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
+
+    pub fn next_line(&self, deadline: Instant) -> Option<String> {
+        self.lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+
+    /// Waits for the "models loaded" line (initial load finished, failures included).
+    pub fn wait_loaded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let line = self
+                .next_line(deadline)
+                .expect("server finished loading models");
+            if line.starts_with("vinoserve: models loaded") {
+                return;
+            }
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn rest_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.rest_addr, path)
+    }
+
+    pub async fn predict_client(&self) -> PredictionServiceClient<Channel> {
+        PredictionServiceClient::connect(self.grpc_url())
+            .await
+            .unwrap()
+            .max_decoding_message_size(1 << 30)
+            .max_encoding_message_size(1 << 30)
+    }
+
+    pub async fn model_client(&self) -> ModelServiceClient<Channel> {
+        ModelServiceClient::connect(self.grpc_url()).await.unwrap()
+    }
+
+    /// Sends a signal (e.g. "TERM") to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spec(name: &str, version: Option<i64>) -> Option<ModelSpec> {
+    Some(ModelSpec {
+        name: name.to_string(),
+        signature_name: String::new(),
+        version_choice: version.map(model_spec::VersionChoice::Version),
+    })
+}
+
+/// States (version, state) of a model as GetModelStatus reports them.
+pub async fn statuses(server: &Server, model: &str) -> Vec<(i64, i32)> {
+    let mut client = server.model_client().await;
+    let response = client
+        .get_model_status(GetModelStatusRequest {
+            model_spec: spec(model, None),
+        })
+        .await;
+    match response {
+        Ok(r) => r
+            .into_inner()
+            .model_version_status
+            .iter()
+            .map(|s| (s.version, s.state))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Reference outputs: the same model file run directly through the OpenVINO crate.
+pub mod reference {
+    use openvino::{Core, DeviceType, ElementType, Shape, Tensor};
+    use std::path::Path;
+    use std::sync::Once;
+
+    static LOAD: Once = Once::new();
+
+    pub fn load_library() {
+        LOAD.call_once(|| {
+            vinoserve::runtime::openvino::library::load(None)
+                .expect("OpenVINO runtime (run scripts/setup.sh)");
+        });
+    }
+
+    /// Runs `xml` on named raw inputs; returns each named output's raw bytes.
+    pub fn infer(
+        xml: &Path,
+        inputs: &[(&str, ElementType, Vec<i64>, Vec<u8>)],
+        outputs: &[&str],
+    ) -> Vec<Vec<u8>> {
+        load_library();
+        let mut core = Core::new().unwrap();
+        let bin = xml.with_extension("bin");
+        let model = core
+            .read_model_from_file(&xml.display().to_string(), &bin.display().to_string())
+            .unwrap();
+        let mut compiled = core.compile_model(&model, DeviceType::CPU).unwrap();
+        let mut request = compiled.create_infer_request().unwrap();
+        for (name, element, shape, bytes) in inputs {
+            let mut tensor = Tensor::new(*element, &Shape::new(shape).unwrap()).unwrap();
+            tensor.get_raw_data_mut().unwrap().copy_from_slice(bytes);
+            request.set_tensor(name, &tensor).unwrap();
+        }
+        request.infer().unwrap();
+        outputs
+            .iter()
+            .map(|name| {
+                request
+                    .get_tensor(name)
+                    .unwrap()
+                    .get_raw_data()
+                    .unwrap()
+                    .to_vec()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,514 @@
+//! TF Serving gRPC against the real server and real OpenVINO models.
+
+mod common;
+
+use bytes::Bytes;
+use common::{reference, spec, statuses, Repo, Server};
+use openvino::ElementType;
+use prost::Message;
+use tonic::Code;
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::tensorflow::serving::{
+    model_spec::VersionChoice, ClassificationRequest, GetModelMetadataRequest,
+    GetModelStatusRequest, ModelSpec, PredictRequest, SignatureDefMap,
+};
+use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+fn content(dtype: Tf, shape: &[i64], bytes: Vec<u8>) -> TensorProto {
+    TensorProto {
+        dtype: dtype as i32,
+        tensor_shape: Some(shape_proto(shape)),
+        tensor_content: Bytes::from(bytes),
+        ..Default::default()
+    }
+}
+
+fn request(model: &str, version: Option<i64>, inputs: Vec<(&str, TensorProto)>) -> PredictRequest {
+    PredictRequest {
+        model_spec: spec(model, version),
+        inputs: inputs
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn all_models() -> Repo {
+    Repo::new(&[
+        ("identity", ""),
+        ("add", r#""model_version_policy": {"all": {}}"#),
+        ("two_io", ""),
+        ("int64", ""),
+        ("half", ""),
+        ("uint8", ""),
+        ("dynamic", ""),
+        ("broken", ""),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_match_openvino_run_directly() {
+    let repo = all_models();
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut client = server.predict_client().await;
+    let dir = |m: &str, v: u64| repo.model_dir(m).join(v.to_string()).join("model.xml");
+
+    // identity: bit-exact, incl. -0.0, denormals, inf.
+    let x: Vec<f32> = vec![
+        -0.0,
+        1e-40,
+        f32::INFINITY,
+        3.5,
+        -2.25,
+        0.1,
+        7.0,
+        8.0,
+        9.0,
+        1e30,
+    ];
+    let out = client
+        .predict(request(
+            "identity",
+            None,
+            vec![("x", content(Tf::DtFloat, &[1, 10], f32_bytes(&x)))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let want = reference::infer(
+        &dir("identity", 1),
+        &[("x", ElementType::F32, vec![1, 10], f32_bytes(&x))],
+        &["y"],
+    );
+    assert_eq!(out.outputs["y"].tensor_content.as_ref(), want[0].as_slice());
+    assert_eq!(out.outputs["y"].dtype, Tf::DtFloat as i32);
+    assert_eq!(
+        out.outputs["y"].tensor_shape,
+        Some(shape_proto(&[1i64, 10]))
+    );
+    let answered = out.model_spec.unwrap();
+    assert_eq!(
+        (answered.name.as_str(), answered.version_choice),
+        ("identity", Some(VersionChoice::Version(1)))
+    );
+
+    // two inputs, two outputs; output_filter picks one.
+    let a = [1.0f32, 2.0, 3.0, 4.0];
+    let b = [0.5f32, -1.0, 2.0, 10.0];
+    let inputs = vec![
+        ("a", content(Tf::DtFloat, &[1, 4], f32_bytes(&a))),
+        ("b", content(Tf::DtFloat, &[1, 4], f32_bytes(&b))),
+    ];
+    let out = client
+        .predict(request("two_io", None, inputs.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let want = reference::infer(
+        &dir("two_io", 1),
+        &[
+            ("a", ElementType::F32, vec![1, 4], f32_bytes(&a)),
+            ("b", ElementType::F32, vec![1, 4], f32_bytes(&b)),
+        ],
+        &["sum", "product"],
+    );
+    assert_eq!(
+        out.outputs["sum"].tensor_content.as_ref(),
+        want[0].as_slice()
+    );
+    assert_eq!(
+        out.outputs["product"].tensor_content.as_ref(),
+        want[1].as_slice()
+    );
+    let mut filtered = request("two_io", None, inputs);
+    filtered.output_filter = vec!["product".into()];
+    let out = client.predict(filtered).await.unwrap().into_inner();
+    assert_eq!(out.outputs.keys().collect::<Vec<_>>(), vec!["product"]);
+
+    // int64 via the typed field; uint8 via int_val; fp16 via half_val; dynamic batch of 3.
+    let mut t = TensorProto {
+        dtype: Tf::DtInt64 as i32,
+        tensor_shape: Some(shape_proto(&[1i64, 5])),
+        ..Default::default()
+    };
+    t.int64_val = vec![1, -2, 3, 1000, -50000];
+    let out = client
+        .predict(request("int64", None, vec![("x", t)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<i64> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+    assert_eq!(got, vec![2, -4, 6, 2000, -100000]);
+
+    let mut t = TensorProto {
+        dtype: Tf::DtUint8 as i32,
+        tensor_shape: Some(shape_proto(&[1i64, 6])),
+        ..Default::default()
+    };
+    t.int_val = vec![0, 1, 2, 100, 254, 255];
+    let out = client
+        .predict(request("uint8", None, vec![("x", t)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        out.outputs["y"].tensor_content.as_ref(),
+        &[1, 2, 3, 101, 255, 0]
+    );
+
+    let halves: Vec<half::f16> = [1.0f32, -2.5, 0.0, 100.0]
+        .iter()
+        .map(|&v| half::f16::from_f32(v))
+        .collect();
+    let mut t = TensorProto {
+        dtype: Tf::DtHalf as i32,
+        tensor_shape: Some(shape_proto(&[1i64, 4])),
+        ..Default::default()
+    };
+    t.half_val = halves.iter().map(|h| h.to_bits() as i32).collect();
+    let out = client
+        .predict(request("half", None, vec![("x", t)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<half::f16> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+    assert_eq!(
+        got.iter().map(|h| h.to_f32()).collect::<Vec<_>>(),
+        vec![2.0, -1.5, 1.0, 101.0]
+    );
+
+    let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
+    let out = client
+        .predict(request(
+            "dynamic",
+            None,
+            vec![("x", content(Tf::DtFloat, &[3, 8], f32_bytes(&x)))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+    assert_eq!(got, x.iter().map(|v| v * 3.0).collect::<Vec<_>>());
+    assert_eq!(out.outputs["y"].tensor_shape, Some(shape_proto(&[3i64, 8])));
+
+    // Versions: unversioned goes to the highest; version and label select.
+    let ones = f32_bytes(&[1.0; 10]);
+    for (version, add) in [(None, 2.0f32), (Some(1), 1.0), (Some(2), 2.0)] {
+        let out = client
+            .predict(request(
+                "add",
+                version,
+                vec![("x", content(Tf::DtFloat, &[1, 10], ones.clone()))],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+        assert_eq!(got, vec![1.0 + add; 10], "version {version:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_row_has_its_code_and_message() {
+    let repo = all_models();
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut client = server.predict_client().await;
+    let x = || content(Tf::DtFloat, &[1, 10], f32_bytes(&[0.0; 10]));
+    let cases: Vec<(PredictRequest, Code, &str)> = vec![
+        (
+            request("nope", None, vec![("x", x())]),
+            Code::NotFound,
+            "Model with requested name is not found: nope",
+        ),
+        (
+            request("add", Some(7), vec![("x", x())]),
+            Code::NotFound,
+            "Model with requested version is not found: model add, version 7",
+        ),
+        (
+            request(
+                "add",
+                None,
+                vec![("x", content(Tf::DtFloat, &[1, 11], f32_bytes(&[0.0; 11])))],
+            ),
+            Code::InvalidArgument,
+            "Invalid input shape - Expected: (1,10); Actual: (1,11); input name: x",
+        ),
+        (
+            request(
+                "add",
+                None,
+                vec![("x", content(Tf::DtInt32, &[1, 10], vec![0; 40]))],
+            ),
+            Code::InvalidArgument,
+            "Invalid input precision - Expected: FP32; Actual: INT32; input name: x",
+        ),
+        (
+            request(
+                "two_io",
+                None,
+                vec![("a", content(Tf::DtFloat, &[1, 4], vec![0; 16]))],
+            ),
+            Code::InvalidArgument,
+            "Expected input: b",
+        ),
+        (
+            request("add", None, vec![("x", x()), ("z", x())]),
+            Code::InvalidArgument,
+            "Unexpected input name: z",
+        ),
+        (
+            request(
+                "add",
+                None,
+                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 39]))],
+            ),
+            Code::InvalidArgument,
+            "Expected: 40 bytes; Actual: 39 bytes; input name: x",
+        ),
+        (
+            request(
+                "add",
+                None,
+                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 44]))],
+            ),
+            Code::InvalidArgument,
+            "Expected: 40 bytes; Actual: 44 bytes",
+        ),
+        (
+            request(
+                "add",
+                None,
+                vec![("x", content(Tf::DtFloat, &[1 << 40, 1 << 40], vec![0; 40]))],
+            ),
+            Code::InvalidArgument,
+            "overflows",
+        ),
+        (
+            request("broken", None, vec![("x", x())]),
+            Code::NotFound,
+            "Model has no available version: model broken",
+        ),
+    ];
+    for (req, code, message) in cases {
+        let status = client.predict(req).await.expect_err(message);
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(
+            status.message().contains(message),
+            "{:?} does not contain {message:?}",
+            status.message()
+        );
+    }
+    let mut bad_filter = request("add", None, vec![("x", x())]);
+    bad_filter.output_filter = vec!["nope".into()];
+    assert_eq!(
+        client.predict(bad_filter).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let status = client
+        .classify(ClassificationRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("Predict"));
+    // The server still serves after all of that.
+    assert!(client
+        .predict(request("add", None, vec![("x", x())]))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_status() {
+    let repo = all_models();
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut client = server.predict_client().await;
+    let meta = client
+        .get_model_metadata(GetModelMetadataRequest {
+            model_spec: spec("dynamic", None),
+            metadata_field: vec!["signature_def".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let any = &meta.metadata["signature_def"];
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+    );
+    let map = SignatureDefMap::decode(any.value.as_slice()).unwrap();
+    let def = &map.signature_def["serving_default"];
+    assert_eq!(def.inputs["x"].dtype, Tf::DtFloat as i32);
+    assert_eq!(def.inputs["x"].tensor_shape, Some(shape_proto(&[-1i64, 8])));
+    assert_eq!(
+        def.outputs["y"].tensor_shape,
+        Some(shape_proto(&[-1i64, 8]))
+    );
+    assert_eq!(def.method_name, "tensorflow/serving/predict");
+
+    assert_eq!(statuses(&server, "add").await, vec![(1, 30), (2, 30)]);
+    let mut models = server.model_client().await;
+    let broken = models
+        .get_model_status(GetModelStatusRequest {
+            model_spec: spec("broken", None),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = &broken.model_version_status[0];
+    assert_eq!((status.version, status.state), (1, 50));
+    let error = status.status.as_ref().unwrap();
+    assert_ne!(error.error_code, 0);
+    assert!(
+        error.error_message.contains("model.xml"),
+        "{}",
+        error.error_message
+    );
+    let one = models
+        .get_model_status(GetModelStatusRequest {
+            model_spec: Some(ModelSpec {
+                name: "add".into(),
+                signature_name: String::new(),
+                version_choice: Some(VersionChoice::Version(1)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.model_version_status.len(), 1);
+    let missing = models
+        .get_model_status(GetModelStatusRequest {
+            model_spec: spec("nope", None),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_clients_all_get_their_own_answer() {
+    let repo = Repo::new(&[("dynamic", r#""nireq": 2"#)]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let url = server.grpc_url();
+    let tasks: Vec<_> = (0..64)
+        .map(|client_id| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut client = vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient::connect(url).await.unwrap();
+                for round in 0..10 {
+                    let rows = 1 + (client_id + round) % 4;
+                    let x: Vec<f32> = (0..rows * 8).map(|i| (client_id * 1000 + round * 10) as f32 + i as f32).collect();
+                    let req = request("dynamic", None, vec![("x", content(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))]);
+                    let out = client.predict(req).await.unwrap().into_inner();
+                    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+                    assert_eq!(got, x.iter().map(|v| v * 3.0).collect::<Vec<_>>());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_queue_answers_resource_exhausted_naming_model_and_bound() {
+    let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
+    let server = Server::with_config(&repo, &["--queue_bound", "1"]);
+    server.wait_loaded();
+    let client = server.predict_client().await;
+    // Big batches keep the single worker busy, so most of 32 simultaneous requests find the
+    // one queue slot taken.
+    let rows = 200_000usize;
+    let x = Bytes::from(vec![0u8; rows * 8 * 4]);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let mut client = client.clone();
+            let req = request(
+                "dynamic",
+                None,
+                vec![("x", content(Tf::DtFloat, &[rows as i64, 8], x.to_vec()))],
+            );
+            tokio::spawn(async move { client.predict(req).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) => {
+                assert_eq!(s.code(), Code::ResourceExhausted, "{}", s.message());
+                assert!(
+                    s.message().contains("dynamic") && s.message().contains("(1 waiting)"),
+                    "{}",
+                    s.message()
+                );
+                exhausted += 1;
+            }
+        }
+    }
+    assert!(ok >= 1 && exhausted >= 1, "ok {ok}, exhausted {exhausted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_answers_every_request_in_flight_then_exits_zero() {
+    let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
+    let mut server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let client = server.predict_client().await;
+    // Large batches on one worker: the eight requests are served one after another, so when the
+    // first answer arrives the others are still queued or running.
+    let rows = 1_000_000usize;
+    let x: Vec<f32> = (0..rows * 8).map(|i| (i % 7) as f32).collect();
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let mut client = client.clone();
+            let answered = answered_tx.clone();
+            let req = request(
+                "dynamic",
+                None,
+                vec![("x", content(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))],
+            );
+            tokio::spawn(async move {
+                let result = client.predict(req).await;
+                let _ = answered.send(());
+                result
+            })
+        })
+        .collect();
+    answered_rx.recv().await.unwrap();
+    server.signal("TERM");
+    let mut answered_before_signal = 1;
+    while answered_rx.try_recv().is_ok() {
+        answered_before_signal += 1;
+    }
+    assert!(
+        answered_before_signal < 8,
+        "no request was still in flight when SIGTERM was sent"
+    );
+    for t in tasks {
+        let out = t
+            .await
+            .unwrap()
+            .expect("request in flight at SIGTERM is answered")
+            .into_inner();
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
+        assert_eq!(got.len(), rows * 8);
+        assert_eq!(got[..7], [0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0]);
+    }
+    assert_eq!(
+        server.wait_exit(std::time::Duration::from_secs(30)),
+        Some(0)
+    );
+}
