@@ -185,13 +185,18 @@ def _save_version(model: ov.Model, out: Path, name: str, version: int) -> Path:
 
 
 def _write_broken(out: Path) -> Path:
-    """broken/1: model.xml is a truncated (syntactically invalid) IR, plus a model.bin."""
+    """broken/1: a complete, well-formed IR (closed </net>, .bin long enough) whose middle layer
+    has an operation type that does not exist, so reading it fails inside OpenVINO.
+
+    (A *truncated* XML would look like a copy still in progress: the server waits for such a
+    folder to complete instead of loading it, so it could not exercise the load-failure path.)"""
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-broken-"))
     try:
         ov.save_model(build_identity("broken"), str(tmp / "model.xml"), compress_to_fp16=False)
         xml = (tmp / "model.xml").read_text()
-        cut = xml.index('<layer id="1"')  # cut in the middle of the layers list
-        truncated = xml[: cut + len('<layer id="1" na')]
+        # The identity's Multiply becomes an operation no opset has.
+        assert 'type="Multiply"' in xml, "identity fixture changed shape"
+        truncated = xml.replace('type="Multiply"', 'type="NoSuchOperation"', 1)
         binary = (tmp / "model.bin").read_bytes()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

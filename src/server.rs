@@ -4,15 +4,15 @@
 //! retire every version, let workers drain and join.
 
 use crate::api::tfs_grpc::TfsGrpc;
-use crate::api::tfs_rest;
+use crate::api::{config_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
-use crate::model::manager::{ApplyConfig, ModelManager, RetireEverything};
+use crate::model::manager::{ApplyConfig, ModelManager, ReloadConfig, RetireEverything, Sources};
 use crate::model::model_actor::PoolDefaults;
 use crate::model::registry::Registry;
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::runtime::Backend;
-use actix::Actor;
+use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,23 +20,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// The running gRPC server: its address, its stop switch, and the thread that runs it.
+/// The running gRPC server: its address, its stop switch, and the signal that it has stopped.
 struct GrpcServer {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     done: oneshot::Receiver<()>,
 }
 
-fn start_grpc(args: &ServeArgs, registry: Arc<Registry>) -> std::io::Result<GrpcServer> {
+/// Runs tonic on its own multi-threaded runtime ("grpc" threads), apart from the actor system.
+fn start_grpc(
+    args: &ServeArgs,
+    registry: Arc<Registry>,
+    manager: Addr<ModelManager>,
+) -> std::io::Result<GrpcServer> {
     let listener = std::net::TcpListener::bind((args.grpc_bind_address.as_str(), args.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let limit = args.max_message_size;
-    let workers = args.grpc_workers.max(1);
     let (stop, stopped) = oneshot::channel::<()>();
     let (finished, done) = oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(args.grpc_workers.max(1))
         .thread_name("grpc")
         .enable_all()
         .build()?;
@@ -44,7 +48,7 @@ fn start_grpc(args: &ServeArgs, registry: Arc<Registry>) -> std::io::Result<Grpc
         .name("grpc-main".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let service = TfsGrpc::new(registry);
+                let service = TfsGrpc::new(registry, manager);
                 let incoming = match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
                     Err(e) => {
@@ -80,13 +84,18 @@ fn start_grpc(args: &ServeArgs, registry: Arc<Registry>) -> std::io::Result<Grpc
 fn start_rest(
     args: &ServeArgs,
     registry: Arc<Registry>,
+    manager: Addr<ModelManager>,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
     let limit = args.max_message_size;
-    let data = web::Data::new(registry);
+    let registry = web::Data::new(registry);
+    let manager = web::Data::new(manager);
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(data.clone())
+            .app_data(registry.clone())
+            .app_data(manager.clone())
             .app_data(web::PayloadConfig::new(limit))
+            .route("/v1/config", web::get().to(config_rest::get_config))
+            .route("/v1/config/reload", web::post().to(config_rest::reload))
             .route("/v1/models/{tail:.*}", web::get().to(tfs_rest::models))
             .route("/v1/models/{tail:.*}", web::post().to(tfs_rest::models))
             .default_service(web::to(tfs_rest::not_found))
@@ -99,14 +108,30 @@ fn start_rest(
     Ok((addr, server.run()))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn termination_signal() -> std::io::Result<&'static str> {
+/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile. The handlers
+/// are installed when this is called, before the servers start.
+fn until_terminated(
+    manager: Addr<ModelManager>,
+) -> std::io::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading config");
+                    match manager.send(ReloadConfig).await {
+                        Ok(Ok(outcome)) => tracing::info!(changed = outcome.changed, "config reloaded"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "config reload rejected; nothing changed"),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
     })
 }
 
@@ -117,17 +142,19 @@ pub async fn serve(
     backend: Arc<dyn Backend>,
 ) -> std::io::Result<()> {
     let registry = Arc::new(Registry::new());
-    let manager = ModelManager::new(
-        backend,
-        registry.clone(),
-        PoolDefaults {
-            queue_bound: args.queue_bound,
-        },
-    )
-    .start();
-    let signal = termination_signal();
-    let grpc = start_grpc(&args, registry.clone())?;
-    let (rest_addr, rest) = start_rest(&args, registry.clone())?;
+    let pools = PoolDefaults {
+        queue_bound: args.queue_bound,
+        settle: Duration::from_millis(args.file_settle_ms),
+    };
+    let sources = Sources {
+        config_file: args.config_path.clone(),
+        poll: (args.file_system_poll_wait_seconds > 0)
+            .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),
+    };
+    let manager = ModelManager::new(backend, registry.clone(), pools, sources).start();
+    let terminated = until_terminated(manager.clone())?;
+    let grpc = start_grpc(&args, registry.clone(), manager.clone())?;
+    let (rest_addr, rest) = start_rest(&args, registry.clone(), manager.clone())?;
     let rest_handle = rest.handle();
     let rest_task = actix_rt::spawn(rest);
     // Machine-readable lines (tests and scripts read the bound ports from them).
@@ -136,19 +163,23 @@ pub async fn serve(
     let _ = std::io::stdout().flush();
     tracing::info!(grpc = %grpc.addr, rest = %rest_addr, "listening");
 
-    let load = manager.send(ApplyConfig(config));
-    tokio::pin!(signal);
-    let which = tokio::select! {
-        reports = load => {
-            let reports = reports.unwrap_or_default();
-            let failed: Vec<_> = reports.iter().filter(|(_, r)| !r.failed.is_empty()).map(|(m, _)| m.as_str()).collect();
-            tracing::info!(models = reports.len(), ?failed, "initial load finished");
-            println!("vinoserve: models loaded ({} configured, failures in: {:?})", reports.len(), failed);
-            let _ = std::io::stdout().flush();
-            signal.await?
-        }
-        which = &mut signal => which?,
-    };
+    let initial = manager.send(ApplyConfig(config));
+    actix_rt::spawn(async move {
+        let reports = initial.await.unwrap_or_default();
+        let failed: Vec<_> = reports
+            .iter()
+            .filter(|(_, r)| !r.failed.is_empty())
+            .map(|(m, _)| m.as_str())
+            .collect();
+        tracing::info!(models = reports.len(), ?failed, "initial load finished");
+        println!(
+            "vinoserve: models loaded ({} configured, failures in: {:?})",
+            reports.len(),
+            failed
+        );
+        let _ = std::io::stdout().flush();
+    });
+    let which = terminated.await;
 
     tracing::info!(
         signal = which,

@@ -3,6 +3,7 @@
 use crate::api::status::to_status;
 use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
 use crate::error::ServeError;
+use crate::model::manager::{ApplyTfsConfig, ModelManager};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::{infer, InferRequest};
 use crate::proto::tensorflow::serving::{
@@ -15,6 +16,7 @@ use crate::proto::tensorflow::serving::{
 };
 use crate::proto::tensorflow::{tensor_info, SignatureDef, TensorInfo};
 use crate::tensor::{Signature, TensorSpec};
+use actix::Addr;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -26,11 +28,12 @@ const PREDICT_METHOD: &str = "tensorflow/serving/predict";
 #[derive(Clone)]
 pub struct TfsGrpc {
     registry: Arc<Registry>,
+    manager: Addr<ModelManager>,
 }
 
 impl TfsGrpc {
-    pub fn new(registry: Arc<Registry>) -> TfsGrpc {
-        TfsGrpc { registry }
+    pub fn new(registry: Arc<Registry>, manager: Addr<ModelManager>) -> TfsGrpc {
+        TfsGrpc { registry, manager }
     }
 }
 
@@ -253,12 +256,47 @@ impl ModelService for TfsGrpc {
             .map_err(|e: ServeError| to_status(&e))
     }
 
+    /// Really applies the config (the given list becomes the whole set of models) and answers
+    /// once every model has reconciled; a version that failed to load is reported in the status.
     async fn handle_reload_config_request(
         &self,
-        _: Request<ReloadConfigRequest>,
+        request: Request<ReloadConfigRequest>,
     ) -> Result<Response<ReloadConfigResponse>, Status> {
-        Err(to_status(&ServeError::Unimplemented(
-            "HandleReloadConfigRequest is not available yet: restart the server with the new --config_path".into(),
-        )))
+        let config = request.into_inner().config.ok_or_else(|| {
+            to_status(&ServeError::invalid(
+                "ReloadConfigRequest.config is required",
+            ))
+        })?;
+        let reports = self
+            .manager
+            .send(ApplyTfsConfig(config))
+            .await
+            .map_err(|_| to_status(&ServeError::ShuttingDown))?
+            .map_err(|e| {
+                Status::invalid_argument(format!("config rejected, nothing changed: {e}"))
+            })?;
+        let failures: Vec<String> = reports
+            .iter()
+            .flat_map(|(model, r)| {
+                r.failed
+                    .iter()
+                    .map(move |(v, e)| format!("{model} version {v}: {e}"))
+            })
+            .collect();
+        let status = if failures.is_empty() {
+            StatusProto {
+                error_code: 0,
+                error_message: String::new(),
+            }
+        } else {
+            // tensorflow.error.Code UNKNOWN: the config is applied, some versions did not load.
+            StatusProto {
+                error_code: 2,
+                error_message: failures.join("; "),
+            }
+        };
+        Ok(Response::new(ReloadConfigResponse {
+            status: Some(status),
+        }))
     }
 }

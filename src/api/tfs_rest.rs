@@ -5,8 +5,9 @@ use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
 use crate::api::tfs_json::{decode_predict, encode_predict};
 use crate::error::ServeError;
-use crate::model::registry::{Registry, VersionSelector};
+use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::infer_on;
+use crate::proto::tensorflow::serving::model_version_status::State;
 use crate::tensor::{Signature, TensorSpec};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -108,22 +109,15 @@ pub fn metadata_json(model: &str, version: u64, signature: &Signature) -> Value 
     })
 }
 
-fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeError> {
-    let model = registry
-        .model(&path.model)
-        .ok_or_else(|| ServeError::ModelNotFound {
-            model: path.model.clone(),
-        })?;
-    let only = status_filter(&model, &path.version)?;
-    let versions: Vec<Value> = version_statuses(&model, only)
+/// `{"model_version_status": [...]}` in the protobuf JSON mapping TFS uses.
+pub fn model_status_json(model: &ModelStatus, only: Option<u64>) -> Value {
+    let versions: Vec<Value> = version_statuses(model, only)
         .into_iter()
         .map(|s| {
             let status = s.status.unwrap_or_default();
             json!({
                 "version": s.version.to_string(),
-                "state": crate::proto::tensorflow::serving::model_version_status::State::try_from(s.state)
-                    .map(|st| st.as_str_name())
-                    .unwrap_or("UNKNOWN"),
+                "state": State::try_from(s.state).map(|st| st.as_str_name()).unwrap_or("UNKNOWN"),
                 "status": {
                     "error_code": if status.error_code == 0 { "OK" } else { "UNKNOWN" },
                     "error_message": if status.error_code == 0 { String::new() } else { status.error_message },
@@ -131,7 +125,17 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
             })
         })
         .collect();
-    Ok(json!({ "model_version_status": versions }))
+    json!({ "model_version_status": versions })
+}
+
+fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeError> {
+    let model = registry
+        .model(&path.model)
+        .ok_or_else(|| ServeError::ModelNotFound {
+            model: path.model.clone(),
+        })?;
+    let only = status_filter(&model, &path.version)?;
+    Ok(model_status_json(&model, only))
 }
 
 /// `GET` and `POST` on `/v1/models/{tail:.*}`.

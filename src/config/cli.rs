@@ -99,6 +99,15 @@ pub struct ServeArgs {
     #[arg(long = "rest_workers", default_value_t = 2)]
     pub rest_workers: usize,
 
+    /// Seconds between full rescans of model folders and the config file (a safety net under
+    /// inotify); 0 turns polling off and keeps inotify.
+    #[arg(long = "file_system_poll_wait_seconds", default_value_t = 1)]
+    pub file_system_poll_wait_seconds: u64,
+
+    /// Milliseconds a version folder's files must stay unmodified before the version loads.
+    #[arg(long = "file_settle_ms", default_value_t = 500)]
+    pub file_settle_ms: u64,
+
     /// Seconds to wait for in-flight requests on shutdown before exiting anyway.
     #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
     pub drain_timeout_seconds: u64,

@@ -1,28 +1,78 @@
-//! The supervisor: owns the desired set of models and reconciles it, one model actor per model.
+//! The supervisor: owns the desired set of models (the config), one model actor per model, the
+//! file watcher and the periodic rescan, and reconciles on every event.
 
-use crate::config::{ModelConfig, ServerConfig};
-use crate::model::model_actor::{ModelActor, PoolDefaults, Reconcile, ReconcileReport, RetireAll};
+use crate::config::{load_config_file, ModelConfig, ServerConfig};
+use crate::model::model_actor::{
+    FolderChanged, ModelActor, PoolDefaults, Reconcile, ReconcileReport, Reconfigure, RetireAll,
+};
 use crate::model::registry::Registry;
+use crate::repository::watcher::{self, Target};
 use crate::runtime::Backend;
 use actix::prelude::*;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Make this the whole set of models: add new ones, retire removed ones, reconcile all.
+pub type Reports = BTreeMap<String, ReconcileReport>;
+
+/// A model actor's answer to a reconcile request, whichever message asked for it.
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ReconcileReport, MailboxError>>>>;
+
+/// Make this the whole set of models: add new ones, reconfigure changed ones (new instances
+/// beside the old), retire removed ones, and reconcile every model with its folder.
 #[derive(Message)]
-#[rtype(result = "BTreeMap<String, ReconcileReport>")]
+#[rtype(result = "Reports")]
 pub struct ApplyConfig(pub ServerConfig);
+
+/// Re-read the config file (SIGHUP, `POST /v1/config/reload`, a change on disk) and apply it.
+/// Without a config file, rescans every model's folder. An invalid file changes nothing.
+#[derive(Message)]
+#[rtype(result = "Result<ReloadOutcome, String>")]
+pub struct ReloadConfig;
+
+#[derive(Debug, Default)]
+pub struct ReloadOutcome {
+    /// The model list or any version changed.
+    pub changed: bool,
+    pub reports: Reports,
+}
 
 /// Retire every model's versions (shutdown); in-flight requests finish on their own handles.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireEverything;
 
+/// The config file may have changed on disk (reloaded only if its content did).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConfigFileTouched;
+
+/// Where the config comes from and how often to look again.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub config_file: Option<PathBuf>,
+    /// Periodic full rescan (None = inotify only).
+    pub poll: Option<Duration>,
+}
+
 pub struct ModelManager {
     backend: Arc<dyn Backend>,
     registry: Arc<Registry>,
     pools: PoolDefaults,
+    sources: Sources,
     models: BTreeMap<String, (ModelConfig, Addr<ModelActor>)>,
+    config_hash: Option<u64>,
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+fn content_hash(path: &PathBuf) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 impl ModelManager {
@@ -30,24 +80,55 @@ impl ModelManager {
         backend: Arc<dyn Backend>,
         registry: Arc<Registry>,
         pools: PoolDefaults,
+        sources: Sources,
     ) -> ModelManager {
+        let config_hash = sources.config_file.as_ref().and_then(content_hash);
         ModelManager {
             backend,
             registry,
             pools,
+            sources,
             models: BTreeMap::new(),
+            config_hash,
+            watcher: None,
         }
     }
-}
 
-impl Actor for ModelManager {
-    type Context = Context<Self>;
-}
+    fn current_config(&self) -> ServerConfig {
+        ServerConfig {
+            models: self.models.values().map(|(c, _)| c.clone()).collect(),
+        }
+    }
 
-impl Handler<ApplyConfig> for ModelManager {
-    type Result = ResponseFuture<BTreeMap<String, ReconcileReport>>;
+    /// Re-creates the inotify watches for the current models and the config file.
+    fn rewatch(&mut self, me: Addr<ModelManager>) {
+        let mut targets: Vec<Target> = self
+            .models
+            .values()
+            .map(|(config, actor)| {
+                let actor = actor.clone();
+                Target::folder(
+                    &config.base_path,
+                    Arc::new(move || actor.do_send(FolderChanged)),
+                )
+            })
+            .collect();
+        if let Some(file) = &self.sources.config_file {
+            targets.push(Target::file(
+                file,
+                Arc::new(move || me.do_send(ConfigFileTouched)),
+            ));
+        }
+        self.watcher = None;
+        match watcher::watch(targets) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "file watching unavailable; relying on the periodic rescan")
+            }
+        }
+    }
 
-    fn handle(&mut self, ApplyConfig(config): ApplyConfig, _: &mut Context<Self>) -> Self::Result {
+    fn apply(&mut self, config: ServerConfig, ctx: &mut Context<Self>) -> ResponseFuture<Reports> {
         let wanted: BTreeMap<String, ModelConfig> = config
             .models
             .into_iter()
@@ -61,42 +142,39 @@ impl Handler<ApplyConfig> for ModelManager {
             .collect();
         for name in removed {
             if let Some((_, actor)) = self.models.remove(&name) {
-                tracing::info!(model = %name, "model removed from config; draining");
+                tracing::info!(model = %name, "model removed from config; draining and unloading");
                 actor.do_send(RetireAll);
                 self.registry.remove(&name);
             }
         }
+        let mut pending = Vec::new();
         for (name, model) in wanted {
-            let unchanged = self
-                .models
-                .get(&name)
-                .is_some_and(|(current, _)| *current == model);
-            if !unchanged {
-                // A changed model gets a fresh actor; the old one retires once the new is up
-                // (hot reconfiguration is built on this seam).
-                let actor = ModelActor::new(
-                    model.clone(),
-                    self.backend.clone(),
-                    self.registry.clone(),
-                    self.pools.clone(),
-                )
-                .start();
-                if let Some((_, old)) = self.models.insert(name, (model, actor)) {
-                    old.do_send(RetireAll);
+            let request: Pending = match self.models.get_mut(&name) {
+                Some((current, actor)) if *current == model => Box::pin(actor.send(Reconcile)),
+                Some((current, actor)) => {
+                    tracing::info!(model = %name, "model config changed; new instances load beside the old");
+                    *current = model.clone();
+                    Box::pin(actor.send(Reconfigure(model)))
                 }
-            }
+                None => {
+                    tracing::info!(model = %name, "model added");
+                    let actor = ModelActor::new(
+                        model.clone(),
+                        self.backend.clone(),
+                        self.registry.clone(),
+                        self.pools.clone(),
+                    )
+                    .start();
+                    let request = Box::pin(actor.send(Reconcile));
+                    self.models.insert(name.clone(), (model, actor));
+                    request
+                }
+            };
+            pending.push(async move { (name, request.await.unwrap_or_default()) });
         }
-        let reconciles: Vec<_> = self
-            .models
-            .iter()
-            .map(|(name, (_, actor))| {
-                let name = name.clone();
-                let request = actor.send(Reconcile);
-                async move { (name, request.await.unwrap_or_default()) }
-            })
-            .collect();
+        self.rewatch(ctx.address());
         Box::pin(async move {
-            futures::future::join_all(reconciles)
+            futures::future::join_all(pending)
                 .await
                 .into_iter()
                 .collect()
@@ -104,12 +182,113 @@ impl Handler<ApplyConfig> for ModelManager {
     }
 }
 
+impl Actor for ModelManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(poll) = self.sources.poll {
+            ctx.run_interval(poll, |act, ctx| {
+                for (_, actor) in act.models.values() {
+                    actor.do_send(FolderChanged);
+                }
+                if act.sources.config_file.is_some() {
+                    ctx.notify(ConfigFileTouched);
+                }
+            });
+        }
+    }
+}
+
+impl Handler<ApplyConfig> for ModelManager {
+    type Result = ResponseFuture<Reports>;
+
+    fn handle(
+        &mut self,
+        ApplyConfig(config): ApplyConfig,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        self.apply(config, ctx)
+    }
+}
+
+impl Handler<ReloadConfig> for ModelManager {
+    type Result = ResponseFuture<Result<ReloadOutcome, String>>;
+
+    fn handle(&mut self, _: ReloadConfig, ctx: &mut Context<Self>) -> Self::Result {
+        let config = match &self.sources.config_file {
+            None => self.current_config(),
+            Some(path) => match load_config_file(path) {
+                Ok(config) => {
+                    self.config_hash = content_hash(path);
+                    config
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "config reload rejected; nothing changed");
+                    return Box::pin(async move { Err(e.to_string()) });
+                }
+            },
+        };
+        let config_changed = config != self.current_config();
+        let reports = self.apply(config, ctx);
+        Box::pin(async move {
+            let reports = reports.await;
+            let changed = config_changed || reports.values().any(ReconcileReport::changed);
+            Ok(ReloadOutcome { changed, reports })
+        })
+    }
+}
+
+impl Handler<ConfigFileTouched> for ModelManager {
+    type Result = ();
+
+    fn handle(&mut self, _: ConfigFileTouched, ctx: &mut Context<Self>) {
+        let Some(path) = &self.sources.config_file else {
+            return;
+        };
+        let hash = content_hash(path);
+        if hash.is_some() && hash != self.config_hash {
+            tracing::info!(path = %path.display(), "config file changed; reloading");
+            // Remember the new content even if it is invalid, so it is reported once, not on
+            // every poll; the next edit is seen again.
+            self.config_hash = hash;
+            let me = ctx.address();
+            actix::spawn(async move {
+                let _ = me.send(ReloadConfig).await;
+            });
+        }
+    }
+}
+
 impl Handler<RetireEverything> for ModelManager {
     type Result = ();
 
     fn handle(&mut self, _: RetireEverything, _: &mut Context<Self>) {
+        self.watcher = None;
         for (_, actor) in self.models.values() {
             actor.do_send(RetireAll);
+        }
+    }
+}
+
+/// `HandleReloadConfigRequest`: a TFS `ModelServerConfig` becomes the whole set of models.
+#[derive(Message)]
+#[rtype(result = "Result<Reports, String>")]
+pub struct ApplyTfsConfig(pub crate::proto::tensorflow::serving::ModelServerConfig);
+
+impl Handler<ApplyTfsConfig> for ModelManager {
+    type Result = ResponseFuture<Result<Reports, String>>;
+
+    fn handle(
+        &mut self,
+        ApplyTfsConfig(request): ApplyTfsConfig,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        match crate::config::tfs::from_model_server_config(request, &self.current_config()) {
+            Ok(config) => {
+                let reports = self.apply(config, ctx);
+                Box::pin(async move { Ok(reports.await) })
+            }
+            Err(e) => Box::pin(async move { Err(e.to_string()) }),
         }
     }
 }

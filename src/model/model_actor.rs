@@ -1,22 +1,29 @@
 //! One actor per model: owns that model's versions through load → warm up → publish → retire →
 //! drain → unload. Loading runs on its own thread; the actor only routes and owns lifetimes.
+//!
+//! A reconciliation compares the folder with what serves: versions the policy wants and whose
+//! folder is complete (and unchanged for the settle interval) are loaded beside whatever serves,
+//! published, and only then are versions the policy no longer wants retired.
 
 use crate::config::ModelConfig;
 use crate::model::registry::{Registry, VersionState, VersionStatus};
 use crate::model::servable::{PoolSpec, Servable};
-use crate::model::versions::{versions_to_load, versions_to_retire};
+use crate::model::versions::{needs_load, versions_to_retire};
+use crate::repository::completeness::{files_complete, stamp, Stamp};
 use crate::repository::{scan_versions, version_dir};
 use crate::runtime::{Backend, LoadSpec};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Settings shared by every model's worker pools.
+/// Settings shared by every model actor.
 #[derive(Clone)]
 pub struct PoolDefaults {
     pub queue_bound: usize,
+    /// How long a version folder must stay unchanged before it is loaded.
+    pub settle: Duration,
 }
 
 /// What one reconciliation did.
@@ -33,33 +40,74 @@ impl ReconcileReport {
     }
 }
 
-/// Scan the model's folder and bring loaded versions in line with the policy.
+/// Scan the model's folder and bring serving versions in line with the policy.
 #[derive(Message)]
 #[rtype(result = "ReconcileReport")]
 pub struct Reconcile;
+
+/// Something under the model's folder changed; reconcile soon (coalesces bursts of events).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FolderChanged;
+
+/// Take a new configuration for this model, then reconcile. Versions serving under a config
+/// that changes how they load are rebuilt beside the old instance and swapped when ready.
+#[derive(Message)]
+#[rtype(result = "ReconcileReport")]
+pub struct Reconfigure(pub ModelConfig);
 
 /// Retire every version (model removed or server stopping).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireAll;
 
-/// A retired version's last request finished and its resources are freed.
+/// A retired instance's last request finished and its resources are freed.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct VersionUnloaded(u64);
+struct InstanceUnloaded(u64);
+
+/// A serving version: its servable, and what it was loaded from (files, config generation).
+struct Serving {
+    servable: Arc<Servable>,
+    stamp: Stamp,
+    generation: u64,
+}
 
 pub struct ModelActor {
     config: ModelConfig,
+    /// Bumped when a config change alters how versions load (nireq, properties, shape, path).
+    generation: u64,
     backend: Arc<dyn Backend>,
     registry: Arc<Registry>,
     pools: PoolDefaults,
-    /// The actor's own handle on each serving version; the registry holds another.
-    loaded: BTreeMap<u64, Arc<Servable>>,
-    /// Versions whose last load failed; not retried until their folder changes.
-    failed: BTreeSet<u64>,
+    serving: BTreeMap<u64, Serving>,
+    /// Versions whose last load failed, with what they were loaded from: retried on change only.
+    failed: BTreeMap<u64, (Stamp, u64)>,
+    rescan_scheduled: bool,
 }
 
-type LoadOutcome = (u64, Result<Servable, String>);
+/// What the version folders look like right now.
+struct Survey {
+    on_disk: BTreeSet<u64>,
+    /// Complete and settled, with the stamp they would be loaded from.
+    ready: BTreeMap<u64, Stamp>,
+    /// Present but not loadable yet, with the reason.
+    waiting: BTreeMap<u64, String>,
+}
+
+/// Why a complete version folder is not loaded yet.
+const SETTLING: &str = "files are still changing";
+
+/// A version ready to load: folder stamp at the time it was judged complete.
+type LoadOutcome = (u64, Stamp, Result<Servable, String>);
+
+fn loads_differently(a: &ModelConfig, b: &ModelConfig) -> bool {
+    a.base_path != b.base_path
+        || a.nireq != b.nireq
+        || a.device != b.device
+        || a.plugin_config != b.plugin_config
+        || a.reshape != b.reshape
+}
 
 impl ModelActor {
     pub fn new(
@@ -72,11 +120,13 @@ impl ModelActor {
         registry.update(&config.name, |m| m.labels = labels.clone());
         ModelActor {
             config,
+            generation: 0,
             backend,
             registry,
             pools,
-            loaded: BTreeMap::new(),
-            failed: BTreeSet::new(),
+            serving: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            rescan_scheduled: false,
         }
     }
 
@@ -103,7 +153,12 @@ impl ModelActor {
     }
 
     /// Starts loading one version on a named thread; the receiver yields the outcome.
-    fn spawn_load(&self, version: u64, me: Addr<ModelActor>) -> oneshot::Receiver<LoadOutcome> {
+    fn spawn_load(
+        &self,
+        version: u64,
+        stamp: Stamp,
+        me: Addr<ModelActor>,
+    ) -> oneshot::Receiver<LoadOutcome> {
         let (tx, rx) = oneshot::channel();
         let spec = LoadSpec {
             model: self.config.name.clone(),
@@ -121,13 +176,16 @@ impl ModelActor {
         let backend = self.backend.clone();
         let spawned = std::thread::Builder::new().name(format!("load-{}", self.name())).spawn(move || {
             let started = Instant::now();
-            let on_unloaded = Box::new(move || me.do_send(VersionUnloaded(version)));
+            let on_unloaded = Box::new(move || me.do_send(InstanceUnloaded(version)));
             let result = Servable::load(backend.as_ref(), &spec, &pool, on_unloaded).map_err(|e| e.to_string());
             match &result {
-                Ok(s) => tracing::info!(model = %spec.model, version, workers = s.workers(), ms = started.elapsed().as_millis() as u64, properties = ?s.properties, "version loaded"),
+                Ok(s) => tracing::info!(
+                    model = %spec.model, version, workers = s.workers(),
+                    ms = started.elapsed().as_millis() as u64, properties = ?s.properties, "version loaded"
+                ),
                 Err(e) => tracing::error!(model = %spec.model, version, error = %e, "version failed to load"),
             }
-            let _ = tx.send((version, result));
+            let _ = tx.send((version, stamp, result));
         });
         if let Err(e) = spawned {
             tracing::error!(model = %self.name(), version, error = %e, "cannot spawn loading thread");
@@ -136,37 +194,189 @@ impl ModelActor {
     }
 
     fn retire(&mut self, version: u64) {
-        if self.loaded.remove(&version).is_some() {
+        if self.serving.remove(&version).is_some() {
             tracing::info!(model = %self.name(), version, "version retired; draining in-flight requests");
             self.set_state(version, VersionState::Unloading, None, None);
         }
     }
 
+    /// Looks at every version folder: which exist, which are complete and settled (no file
+    /// modified within the settle interval).
+    fn survey(&self) -> std::io::Result<Survey> {
+        let on_disk = scan_versions(&self.config.base_path)?;
+        let mut ready = BTreeMap::new();
+        let mut waiting = BTreeMap::new();
+        for &version in &on_disk {
+            let dir = version_dir(&self.config.base_path, version);
+            let Ok(current) = stamp(&dir) else { continue };
+            match files_complete(&dir) {
+                Ok(()) if current.quiet_for(self.pools.settle) => {
+                    ready.insert(version, current);
+                }
+                Ok(()) => {
+                    waiting.insert(version, SETTLING.to_string());
+                }
+                Err(reason) => {
+                    waiting.insert(
+                        version,
+                        format!("waiting for the version folder to be complete: {reason}"),
+                    );
+                }
+            }
+        }
+        Ok(Survey {
+            on_disk,
+            ready,
+            waiting,
+        })
+    }
+
+    fn needs_load(&self, version: u64, stamp: &Stamp) -> bool {
+        let current = (stamp.clone(), self.generation);
+        let serving = self
+            .serving
+            .get(&version)
+            .map(|s| (s.stamp.clone(), s.generation));
+        needs_load(&current, serving.as_ref(), self.failed.get(&version))
+    }
+
     /// Publishes load outcomes, then retires what the policy no longer wants.
     fn finish(&mut self, wanted: BTreeSet<u64>, outcomes: Vec<LoadOutcome>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        for (version, result) in outcomes {
+        for (version, stamp, result) in outcomes {
             match result {
                 Ok(servable) => {
                     let servable = Arc::new(servable);
                     self.failed.remove(&version);
-                    self.loaded.insert(version, servable.clone());
+                    let replaced = self.serving.insert(
+                        version,
+                        Serving {
+                            servable: servable.clone(),
+                            stamp,
+                            generation: self.generation,
+                        },
+                    );
                     self.set_state(version, VersionState::Available, None, Some(servable));
+                    if replaced.is_some() {
+                        tracing::info!(model = %self.name(), version, "version reloaded; previous instance draining");
+                    }
                     report.loaded.push(version);
                 }
                 Err(error) => {
-                    self.failed.insert(version);
-                    self.set_state(version, VersionState::End, Some(error.clone()), None);
+                    self.failed.insert(version, (stamp, self.generation));
+                    match self.serving.get(&version) {
+                        // A reload failed: the instance already serving stays, with the error shown.
+                        Some(s) => self.set_state(
+                            version,
+                            VersionState::Available,
+                            Some(error.clone()),
+                            Some(s.servable.clone()),
+                        ),
+                        None => {
+                            self.set_state(version, VersionState::End, Some(error.clone()), None)
+                        }
+                    }
                     report.failed.push((version, error));
                 }
             }
         }
-        let serving: BTreeSet<u64> = self.loaded.keys().copied().collect();
+        let serving: BTreeSet<u64> = self.serving.keys().copied().collect();
         for version in versions_to_retire(&wanted, &serving) {
             self.retire(version);
             report.retired.push(version);
         }
+        if report.changed() {
+            tracing::info!(model = %self.name(), loaded = ?report.loaded, failed = report.failed.len(), retired = ?report.retired, "reconciled");
+        }
         report
+    }
+
+    /// A reconciliation; when a wanted folder looks complete but was modified within the settle
+    /// interval, it first waits out the interval once, so a fresh copy loads in this same call.
+    fn reconcile(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ReconcileReport> {
+        let settling = self.survey().is_ok_and(|survey| {
+            let wanted = self.config.policy.select(&survey.on_disk);
+            survey
+                .waiting
+                .iter()
+                .any(|(v, why)| why == SETTLING && wanted.contains(v))
+        });
+        if settling {
+            let wait = tokio::time::sleep(self.pools.settle);
+            return AtomicResponse::new(Box::pin(
+                wait.into_actor(self)
+                    .then(|_, act, ctx| act.reconcile_now(ctx)),
+            ));
+        }
+        AtomicResponse::new(self.reconcile_now(ctx))
+    }
+
+    fn reconcile_now(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ReconcileReport> {
+        let Survey {
+            on_disk,
+            ready,
+            waiting,
+        } = match self.survey() {
+            Ok(found) => {
+                self.registry.update(&self.config.name, |m| m.error = None);
+                found
+            }
+            Err(e) => {
+                let error = format!(
+                    "cannot read model folder {}: {e}",
+                    self.config.base_path.display()
+                );
+                tracing::error!(model = %self.name(), %error);
+                self.registry
+                    .update(&self.config.name, |m| m.error = Some(error.clone()));
+                return Box::pin(fut::ready(ReconcileReport::default()));
+            }
+        };
+        self.failed.retain(|v, _| on_disk.contains(v));
+        let wanted = self.config.policy.select(&on_disk);
+        // Forget statuses of versions that vanished before they ever loaded.
+        self.registry.update(&self.config.name, |m| {
+            m.versions
+                .retain(|v, s| on_disk.contains(v) || s.state != VersionState::Start)
+        });
+        for (&version, reason) in &waiting {
+            if wanted.contains(&version) && !self.serving.contains_key(&version) {
+                self.set_state(version, VersionState::Start, Some(reason.clone()), None);
+            }
+        }
+        if waiting.keys().any(|v| wanted.contains(v)) {
+            ctx.notify_later(
+                FolderChanged,
+                self.pools.settle.max(Duration::from_millis(50)),
+            );
+        }
+        let to_load: Vec<(u64, Stamp)> = ready
+            .into_iter()
+            .filter(|(v, s)| wanted.contains(v) && self.needs_load(*v, s))
+            .collect();
+        for (version, _) in &to_load {
+            if !self.serving.contains_key(version) {
+                self.set_state(*version, VersionState::Loading, None, None);
+            }
+        }
+        let loads: Vec<_> = to_load
+            .into_iter()
+            .map(|(v, s)| self.spawn_load(v, s, ctx.address()))
+            .collect();
+        Box::pin(
+            async move {
+                futures::future::join_all(loads)
+                    .await
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .collect::<Vec<_>>()
+            }
+            .into_actor(self)
+            .map(move |outcomes, act, _| act.finish(wanted, outcomes)),
+        )
     }
 }
 
@@ -178,45 +388,42 @@ impl Handler<Reconcile> for ModelActor {
     type Result = AtomicResponse<Self, ReconcileReport>;
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) -> Self::Result {
-        let on_disk = match scan_versions(&self.config.base_path) {
-            Ok(v) => {
-                self.registry.update(&self.config.name, |m| m.error = None);
-                v
-            }
-            Err(e) => {
-                let error = format!(
-                    "cannot read model folder {}: {e}",
-                    self.config.base_path.display()
-                );
-                tracing::error!(model = %self.name(), %error);
-                self.registry
-                    .update(&self.config.name, |m| m.error = Some(error.clone()));
-                return AtomicResponse::new(Box::pin(fut::ready(ReconcileReport::default())));
-            }
-        };
-        // A version whose folder disappeared is no longer "failed": it may come back fixed.
-        self.failed.retain(|v| on_disk.contains(v));
-        let wanted = self.config.policy.select(&on_disk);
-        let loaded: BTreeSet<u64> = self.loaded.keys().copied().collect();
-        let to_load = versions_to_load(&wanted, &loaded, &self.failed);
-        for &version in &to_load {
-            self.set_state(version, VersionState::Loading, None, None);
+        self.reconcile(ctx)
+    }
+}
+
+impl Handler<FolderChanged> for ModelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FolderChanged, ctx: &mut Context<Self>) {
+        if !self.rescan_scheduled {
+            self.rescan_scheduled = true;
+            // Coalesce the burst of events one copy makes into one rescan.
+            ctx.run_later(Duration::from_millis(100), |act, ctx| {
+                act.rescan_scheduled = false;
+                ctx.address().do_send(Reconcile);
+            });
         }
-        let loads: Vec<_> = to_load
-            .iter()
-            .map(|&v| self.spawn_load(v, ctx.address()))
-            .collect();
-        AtomicResponse::new(Box::pin(
-            async move {
-                futures::future::join_all(loads)
-                    .await
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .collect::<Vec<_>>()
-            }
-            .into_actor(self)
-            .map(move |outcomes, act, _| act.finish(wanted, outcomes)),
-        ))
+    }
+}
+
+impl Handler<Reconfigure> for ModelActor {
+    type Result = AtomicResponse<Self, ReconcileReport>;
+
+    fn handle(
+        &mut self,
+        Reconfigure(config): Reconfigure,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if loads_differently(&self.config, &config) {
+            self.generation += 1;
+            self.failed.clear();
+        }
+        let labels = config.version_labels.clone();
+        self.registry
+            .update(&config.name, |m| m.labels = labels.clone());
+        self.config = config;
+        self.reconcile(ctx)
     }
 }
 
@@ -224,17 +431,19 @@ impl Handler<RetireAll> for ModelActor {
     type Result = ();
 
     fn handle(&mut self, _: RetireAll, _: &mut Context<Self>) {
-        let versions: Vec<u64> = self.loaded.keys().copied().collect();
+        let versions: Vec<u64> = self.serving.keys().copied().collect();
         for version in versions {
             self.retire(version);
         }
     }
 }
 
-impl Handler<VersionUnloaded> for ModelActor {
+impl Handler<InstanceUnloaded> for ModelActor {
     type Result = ();
 
-    fn handle(&mut self, VersionUnloaded(version): VersionUnloaded, _: &mut Context<Self>) {
+    fn handle(&mut self, InstanceUnloaded(version): InstanceUnloaded, _: &mut Context<Self>) {
+        // A replaced instance unloads while its version keeps serving: only a retired version
+        // (UNLOADING) moves on to END.
         let unloading = self
             .registry
             .model(self.name())
@@ -247,6 +456,6 @@ impl Handler<VersionUnloaded> for ModelActor {
         if unloading {
             self.set_state(version, VersionState::End, None, None);
         }
-        tracing::info!(model = %self.name(), version, "version unloaded");
+        tracing::info!(model = %self.name(), version, "instance unloaded");
     }
 }

@@ -2,18 +2,11 @@
 
 use std::collections::BTreeSet;
 
-/// Wanted versions that are not serving and have not already failed (a failed version is
-/// retried only after its folder changes).
-pub fn versions_to_load(
-    wanted: &BTreeSet<u64>,
-    serving: &BTreeSet<u64>,
-    failed: &BTreeSet<u64>,
-) -> BTreeSet<u64> {
-    wanted
-        .iter()
-        .filter(|v| !serving.contains(v) && !failed.contains(v))
-        .copied()
-        .collect()
+/// Whether a wanted version must be (re)loaded, given what it would be loaded from now
+/// (`current`: folder stamp + config generation), what its serving instance was loaded from, and
+/// what its last failed load was tried with. A failed version is retried only after a change.
+pub fn needs_load<T: PartialEq>(current: &T, serving: Option<&T>, failed: Option<&T>) -> bool {
+    serving != Some(current) && failed != Some(current)
 }
 
 /// Serving versions the policy no longer wants. A wanted version that cannot serve (failed or
@@ -35,14 +28,25 @@ mod tests {
 
     #[test]
     fn new_version_loads_then_old_retires() {
-        assert_eq!(versions_to_load(&s(&[2]), &s(&[1]), &s(&[])), s(&[2]));
+        assert!(needs_load(&("v2", 0), None, None));
         assert_eq!(versions_to_retire(&s(&[2]), &s(&[1, 2])), s(&[1]));
     }
 
     #[test]
     fn failed_new_version_keeps_old_serving() {
         assert!(versions_to_retire(&s(&[2]), &s(&[1])).is_empty());
-        assert!(versions_to_load(&s(&[2]), &s(&[1]), &s(&[2])).is_empty());
+        assert!(
+            !needs_load(&("v2", 0), None, Some(&("v2", 0))),
+            "same files, same config: no retry"
+        );
+        assert!(
+            needs_load(&("v2 fixed", 0), None, Some(&("v2", 0))),
+            "files changed: retry"
+        );
+        assert!(
+            needs_load(&("v2", 1), None, Some(&("v2", 0))),
+            "config changed: retry"
+        );
     }
 
     #[test]
@@ -53,7 +57,8 @@ mod tests {
 
     #[test]
     fn deleted_versions_retire() {
-        assert!(versions_to_load(&s(&[1]), &s(&[1, 2]), &s(&[])).is_empty());
+        assert!(!needs_load(&("v1", 0), Some(&("v1", 0)), None));
+        assert!(needs_load(&("v1 replaced", 0), Some(&("v1", 0)), None));
         assert_eq!(versions_to_retire(&s(&[1]), &s(&[1, 2])), s(&[2]));
         assert_eq!(versions_to_retire(&s(&[]), &s(&[1])), s(&[1]));
     }

@@ -1,5 +1,8 @@
 //! The model repository on disk: `<base_path>/<version>/` folders holding the model files.
 
+pub mod completeness;
+pub mod watcher;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
