@@ -16,7 +16,9 @@ use crate::proto::tensorflow::serving::{
 };
 use crate::proto::tensorflow::{tensor_info, SignatureDef, TensorInfo};
 use crate::tensor::{Signature, TensorSpec};
+use crate::metrics::{Call, METRICS};
 use actix::Addr;
+use std::time::Instant;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -69,6 +71,17 @@ fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
         signature_name: DEFAULT_SIGNATURE.to_string(),
         version_choice: Some(VersionChoice::Version(version as i64)),
     })
+}
+
+fn call(method: &'static str) -> Call {
+    Call { api: "TensorFlowServing", interface: "gRPC", method }
+}
+
+fn answered_version(spec: Option<&ModelSpec>) -> Option<u64> {
+    match spec?.version_choice {
+        Some(VersionChoice::Version(v)) => u64::try_from(v).ok(),
+        _ => None,
+    }
 }
 
 fn tensor_info(spec: &TensorSpec) -> TensorInfo {
@@ -155,7 +168,9 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
+        let name = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let run = async {
             let (model, version, signature_name) = model_spec(request.model_spec)?;
             check_signature_name(&signature_name)?;
@@ -183,14 +198,19 @@ impl PredictionService for TfsGrpc {
                     .collect(),
             })
         };
-        run.await.map(Response::new).map_err(|e| to_status(&e))
+        let result = run.await;
+        let version = result.as_ref().ok().and_then(|r| answered_version(r.model_spec.as_ref()));
+        METRICS.observe_request(call("Predict"), &name, version, result.is_ok(), started.elapsed());
+        result.map(Response::new).map_err(|e| to_status(&e))
     }
 
     async fn get_model_metadata(
         &self,
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
+        let name = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let run = || {
             let (model, version, _) = model_spec(request.model_spec)?;
             if request.metadata_field.iter().any(|f| f != "signature_def")
@@ -209,7 +229,10 @@ impl PredictionService for TfsGrpc {
                 metadata: HashMap::from([("signature_def".to_string(), any)]),
             })
         };
-        run().map(Response::new).map_err(|e| to_status(&e))
+        let result = run();
+        let version = result.as_ref().ok().and_then(|r| answered_version(r.model_spec.as_ref()));
+        METRICS.observe_request(call("GetModelMetadata"), &name, version, result.is_ok(), started.elapsed());
+        result.map(Response::new).map_err(|e| to_status(&e))
     }
 
     async fn classify(
@@ -240,8 +263,11 @@ impl ModelService for TfsGrpc {
         &self,
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
+        let started = Instant::now();
+        let spec = request.into_inner().model_spec;
+        let model_name = spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let run = || {
-            let (name, selector, _) = model_spec(request.into_inner().model_spec)?;
+            let (name, selector, _) = model_spec(spec)?;
             let model = self
                 .registry
                 .model(&name)
@@ -251,9 +277,9 @@ impl ModelService for TfsGrpc {
                 model_version_status: version_statuses(&model, only),
             })
         };
-        run()
-            .map(Response::new)
-            .map_err(|e: ServeError| to_status(&e))
+        let result: Result<_, ServeError> = run();
+        METRICS.observe_request(call("GetModelStatus"), &model_name, None, result.is_ok(), started.elapsed());
+        result.map(Response::new).map_err(|e| to_status(&e))
     }
 
     /// Really applies the config (the given list becomes the whole set of models) and answers

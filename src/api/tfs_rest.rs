@@ -138,13 +138,30 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
     Ok(model_status_json(&model, only))
 }
 
+/// A body the `Bytes` extractor refused (over `--max_message_size`, or cut short) still gets the
+/// JSON error body; actix's own response would be plain text.
+fn body_error(error: &actix_web::Error) -> HttpResponse {
+    let status = error.as_response_error().status_code();
+    let hint = if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        " (the limit is --max_message_size)"
+    } else {
+        ""
+    };
+    HttpResponse::build(status)
+        .json(json!({"error": format!("Cannot read the request body: {error}{hint}")}))
+}
+
 /// `GET` and `POST` on `/v1/models/{tail:.*}`.
 pub async fn models(
     request: HttpRequest,
     tail: web::Path<String>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
     registry: web::Data<Arc<Registry>>,
 ) -> HttpResponse {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return body_error(&e),
+    };
     let result = async {
         let path = parse_model_path(&tail)?;
         let is_post = request.method() == actix_web::http::Method::POST;

@@ -6,6 +6,7 @@
 //! published, and only then are versions the policy no longer wants retired.
 
 use crate::config::ModelConfig;
+use crate::metrics::METRICS;
 use crate::model::registry::{Registry, VersionState, VersionStatus};
 use crate::model::servable::{PoolSpec, Servable};
 use crate::model::versions::{needs_load, versions_to_retire};
@@ -73,7 +74,12 @@ struct Serving {
     generation: u64,
 }
 
+/// Distinguishes actor generations of one model name in the registry.
+static NEXT_ACTOR_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct ModelActor {
+    /// This actor's registry ownership token.
+    id: u64,
     config: ModelConfig,
     /// Bumped when a config change alters how versions load (nireq, properties, shape, path).
     generation: u64,
@@ -117,8 +123,10 @@ impl ModelActor {
         pools: PoolDefaults,
     ) -> ModelActor {
         let labels = config.version_labels.clone();
-        registry.update(&config.name, |m| m.labels = labels.clone());
+        let id = NEXT_ACTOR_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        registry.register(&config.name, id, labels);
         ModelActor {
+            id,
             config,
             generation: 0,
             backend,
@@ -141,7 +149,7 @@ impl ModelActor {
         error: Option<String>,
         servable: Option<Arc<Servable>>,
     ) {
-        self.registry.update(&self.config.name, |m| {
+        self.registry.update_owned(&self.config.name, self.id, |m| {
             let entry = m
                 .versions
                 .entry(version)
@@ -178,6 +186,9 @@ impl ModelActor {
             let started = Instant::now();
             let on_unloaded = Box::new(move || me.do_send(InstanceUnloaded(version)));
             let result = Servable::load(backend.as_ref(), &spec, &pool, on_unloaded).map_err(|e| e.to_string());
+            let outcome = if result.is_ok() { "success" } else { "failure" };
+            METRICS.model_loads.with_label_values(&[&spec.model, outcome]).inc();
+            METRICS.model_load_seconds.with_label_values(&[&spec.model]).observe(started.elapsed().as_secs_f64());
             match &result {
                 Ok(s) => tracing::info!(
                     model = %spec.model, version, workers = s.workers(),
@@ -195,6 +206,7 @@ impl ModelActor {
 
     fn retire(&mut self, version: u64) {
         if self.serving.remove(&version).is_some() {
+            METRICS.version_swaps.with_label_values(&[self.name()]).inc();
             tracing::info!(model = %self.name(), version, "version retired; draining in-flight requests");
             self.set_state(version, VersionState::Unloading, None, None);
         }
@@ -321,7 +333,7 @@ impl ModelActor {
             waiting,
         } = match self.survey() {
             Ok(found) => {
-                self.registry.update(&self.config.name, |m| m.error = None);
+                self.registry.update_owned(&self.config.name, self.id, |m| m.error = None);
                 found
             }
             Err(e) => {
@@ -330,15 +342,14 @@ impl ModelActor {
                     self.config.base_path.display()
                 );
                 tracing::error!(model = %self.name(), %error);
-                self.registry
-                    .update(&self.config.name, |m| m.error = Some(error.clone()));
+                self.registry.update_owned(&self.config.name, self.id, |m| m.error = Some(error.clone()));
                 return Box::pin(fut::ready(ReconcileReport::default()));
             }
         };
         self.failed.retain(|v, _| on_disk.contains(v));
         let wanted = self.config.policy.select(&on_disk);
         // Forget statuses of versions that vanished before they ever loaded.
-        self.registry.update(&self.config.name, |m| {
+        self.registry.update_owned(&self.config.name, self.id, |m| {
             m.versions
                 .retain(|v, s| on_disk.contains(v) || s.state != VersionState::Start)
         });
@@ -421,7 +432,7 @@ impl Handler<Reconfigure> for ModelActor {
         }
         let labels = config.version_labels.clone();
         self.registry
-            .update(&config.name, |m| m.labels = labels.clone());
+            .update_owned(&config.name, self.id, |m| m.labels = labels.clone());
         self.config = config;
         self.reconcile(ctx)
     }

@@ -4,6 +4,7 @@
 //! runtime, handed over as a [`Job`], and answered through a oneshot channel.
 
 use crate::error::{BackendError, ServeError};
+use crate::metrics::VersionMetrics;
 use crate::model::validate::ValidatedInputs;
 use crate::runtime::Executor;
 use crate::tensor::Tensor;
@@ -51,6 +52,7 @@ impl WorkerPool {
         executors: Vec<Box<dyn Executor>>,
         bound: usize,
         setup: Option<ThreadSetup>,
+        metrics: Option<VersionMetrics>,
     ) -> std::io::Result<WorkerPool> {
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(bound);
         let stats = Arc::new(PoolStats::default());
@@ -59,13 +61,14 @@ impl WorkerPool {
             let receiver = receiver.clone();
             let stats = stats.clone();
             let setup = setup.clone();
+            let metrics = metrics.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{thread_prefix}-{index}"))
                 .spawn(move || {
                     if let Some(setup) = setup {
                         setup(index);
                     }
-                    work(executor, receiver, &stats)
+                    work(executor, receiver, &stats, metrics.as_ref())
                 })?;
             workers.push(handle);
         }
@@ -116,7 +119,7 @@ impl Drop for WorkerPool {
     }
 }
 
-fn work(mut executor: Box<dyn Executor>, jobs: Receiver<Job>, stats: &PoolStats) {
+fn work(mut executor: Box<dyn Executor>, jobs: Receiver<Job>, stats: &PoolStats, metrics: Option<&VersionMetrics>) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             // The client gave up (disconnect or deadline): running it would serve nobody.
@@ -124,10 +127,15 @@ fn work(mut executor: Box<dyn Executor>, jobs: Receiver<Job>, stats: &PoolStats)
             continue;
         }
         stats.active.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| {
             executor.infer(&job.inputs, &job.outputs)
         }));
         stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(m) = metrics {
+            m.wait_us.observe(started.duration_since(job.enqueued).as_secs_f64() * 1e6);
+            m.inference_us.observe(started.elapsed().as_secs_f64() * 1e6);
+        }
         let reply = match result {
             Ok(outputs) => outputs.map_err(ServeError::from),
             Err(_) => Err(ServeError::Backend(BackendError::Infer(
@@ -179,7 +187,7 @@ mod tests {
     fn full_queue_hands_the_job_back() {
         let backend = FakeBackend::default();
         backend.control.close_gate();
-        let pool = WorkerPool::start("t", executors(&backend, 1), 2, None).unwrap();
+        let pool = WorkerPool::start("t", executors(&backend, 1), 2, None, None).unwrap();
         let (j1, r1) = job(1.0);
         pool.try_submit(j1).map_err(|_| ()).unwrap();
         // Wait until the single worker holds job 1 at the gate, so the queue itself is empty.
@@ -206,7 +214,7 @@ mod tests {
     fn close_drains_queued_jobs_before_workers_exit() {
         let backend = FakeBackend::default();
         backend.control.close_gate();
-        let pool = WorkerPool::start("t", executors(&backend, 2), 8, None).unwrap();
+        let pool = WorkerPool::start("t", executors(&backend, 2), 8, None, None).unwrap();
         let receivers: Vec<_> = (0..6)
             .map(|i| {
                 let (j, r) = job(i as f32);
@@ -229,7 +237,7 @@ mod tests {
     fn abandoned_jobs_are_skipped() {
         let backend = FakeBackend::default();
         backend.control.close_gate();
-        let pool = WorkerPool::start("t", executors(&backend, 1), 4, None).unwrap();
+        let pool = WorkerPool::start("t", executors(&backend, 1), 4, None, None).unwrap();
         let (j1, r1) = job(1.0);
         pool.try_submit(j1).map_err(|_| ()).unwrap();
         while backend.control.waiting.load(Ordering::SeqCst) == 0 {

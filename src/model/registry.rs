@@ -72,6 +72,9 @@ pub struct ModelStatus {
     pub labels: BTreeMap<String, u64>,
     /// A problem with the model as a whole (e.g. its base path cannot be read).
     pub error: Option<String>,
+    /// Which model actor owns this entry; a retired actor's late updates must not touch the
+    /// entry of a model re-added under the same name (or resurrect a removed one).
+    pub owner: u64,
 }
 
 impl ModelStatus {
@@ -198,6 +201,30 @@ impl Registry {
             change(&mut status);
             next.insert(name.to_string(), Arc::new(status));
             next
+        });
+    }
+
+    /// Creates (or replaces) a model's entry, owned by `owner`.
+    pub fn register(&self, name: &str, owner: u64, labels: BTreeMap<String, u64>) {
+        self.models.rcu(|current| {
+            let mut next = Snapshot::clone(current);
+            let status = ModelStatus { name: name.to_string(), owner, labels: labels.clone(), ..Default::default() };
+            next.insert(name.to_string(), Arc::new(status));
+            next
+        });
+    }
+
+    /// Publishes a change to a model's entry only if it exists and `owner` still owns it.
+    pub fn update_owned(&self, name: &str, owner: u64, change: impl Fn(&mut ModelStatus)) {
+        self.models.rcu(|current| {
+            let Some(existing) = current.get(name).filter(|s| s.owner == owner) else {
+                return Arc::clone(current);
+            };
+            let mut status = ModelStatus::clone(existing);
+            change(&mut status);
+            let mut next = Snapshot::clone(current);
+            next.insert(name.to_string(), Arc::new(status));
+            Arc::new(next)
         });
     }
 

@@ -10,7 +10,9 @@ use crate::model::validate::ValidatedInputs;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
 use crate::tensor::{Signature, Tensor};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use crate::metrics::METRICS;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -24,6 +26,8 @@ pub struct Servable {
     /// Runtime properties as compiled (streams, threads, precision).
     pub properties: BTreeMap<String, String>,
     pool: Option<WorkerPool>,
+    /// Requests between resolve and answer (queued or running).
+    in_flight: AtomicUsize,
     /// Touched only on drop; the mutex makes the servable shareable across request tasks.
     teardown: Mutex<Option<Teardown>>,
 }
@@ -72,11 +76,13 @@ impl Servable {
             .infer(&zeros, &all_outputs)
             .map_err(|e| BackendError::Infer(format!("warm-up inference failed: {e}")))?;
         let prefix = format!("ov-{}", spec.model.chars().take(6).collect::<String>());
+        let metrics = METRICS.for_version(&spec.model, spec.version);
         let pool = WorkerPool::start(
             &prefix,
             executors,
             pool.queue_bound.max(1),
             pool.setup.clone(),
+            Some(metrics),
         )
         .map_err(|e| BackendError::Runtime(format!("cannot start worker threads: {e}")))?;
         Ok(Servable {
@@ -85,6 +91,7 @@ impl Servable {
             signature,
             properties: compiled.properties(),
             pool: Some(pool),
+            in_flight: AtomicUsize::new(0),
             teardown: Mutex::new(Some(Teardown {
                 compiled,
                 on_unloaded,
@@ -144,8 +151,18 @@ impl Servable {
         inputs: ValidatedInputs,
         outputs: Vec<usize>,
     ) -> Result<Vec<Tensor>, ServeError> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Decremented however the future ends, including when the client goes away.
+        let _in_flight = Guard(|| {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
         let receiver = self.submit(inputs, outputs)?;
         receiver.await.unwrap_or(Err(ServeError::ShuttingDown))
+    }
+
+    /// Requests between resolve and answer (queued or running).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -178,5 +195,14 @@ impl Drop for Servable {
         if let Err(e) = reaper {
             tracing::error!(error = %e, "cannot spawn the reaper thread; the version's threads leak");
         }
+    }
+}
+
+/// Runs a closure when dropped.
+struct Guard<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Guard<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
