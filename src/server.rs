@@ -3,12 +3,15 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
+use crate::api::kserve_grpc::KServeGrpc;
 use crate::api::tfs_grpc::TfsGrpc;
-use crate::api::{config_rest, tfs_rest};
+use crate::api::{config_rest, grpc_meta, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
 use crate::model::manager::{ApplyConfig, ModelManager, ReloadConfig, RetireEverything, Sources};
 use crate::model::model_actor::PoolDefaults;
+use crate::model::readiness::Readiness;
 use crate::model::registry::Registry;
+use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::runtime::Backend;
@@ -32,6 +35,7 @@ fn start_grpc(
     args: &ServeArgs,
     registry: Arc<Registry>,
     manager: Addr<ModelManager>,
+    readiness: Arc<Readiness>,
 ) -> std::io::Result<GrpcServer> {
     let listener = std::net::TcpListener::bind((args.grpc_bind_address.as_str(), args.port))?;
     listener.set_nonblocking(true)?;
@@ -48,7 +52,16 @@ fn start_grpc(
         .name("grpc-main".into())
         .spawn(move || {
             runtime.block_on(async move {
+                let kserve = KServeGrpc::new(registry.clone(), readiness.clone());
                 let service = TfsGrpc::new(registry, manager);
+                let health = grpc_meta::health_service(readiness).await;
+                let (reflection, reflection_v1alpha) = match grpc_meta::reflection_services() {
+                    Ok(services) => services,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build gRPC reflection");
+                        return;
+                    }
+                };
                 let incoming = match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
                     Err(e) => {
@@ -68,6 +81,14 @@ fn start_grpc(
                             .max_decoding_message_size(limit)
                             .max_encoding_message_size(limit),
                     )
+                    .add_service(
+                        GrpcInferenceServiceServer::new(kserve)
+                            .max_decoding_message_size(limit)
+                            .max_encoding_message_size(limit),
+                    )
+                    .add_service(health)
+                    .add_service(reflection)
+                    .add_service(reflection_v1alpha)
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stopped.await;
                     })
@@ -85,20 +106,30 @@ fn start_rest(
     args: &ServeArgs,
     registry: Arc<Registry>,
     manager: Addr<ModelManager>,
+    readiness: Arc<Readiness>,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
     let limit = args.max_message_size;
     let registry = web::Data::new(registry);
     let manager = web::Data::new(manager);
+    let readiness = web::Data::new(readiness);
+    let metrics_enabled = args.metrics_enable;
     let server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(registry.clone())
             .app_data(manager.clone())
+            .app_data(readiness.clone())
             .app_data(web::PayloadConfig::new(limit))
             .route("/v1/config", web::get().to(config_rest::get_config))
             .route("/v1/config/reload", web::post().to(config_rest::reload))
             .route("/v1/models/{tail:.*}", web::get().to(tfs_rest::models))
             .route("/v1/models/{tail:.*}", web::post().to(tfs_rest::models))
-            .default_service(web::to(tfs_rest::not_found))
+            .configure(kserve_rest::routes);
+        let app = if metrics_enabled {
+            app.route("/metrics", web::get().to(metrics_text))
+        } else {
+            app
+        };
+        app.default_service(web::to(tfs_rest::not_found))
     })
     .workers(args.rest_workers.max(1))
     .disable_signals()
@@ -106,6 +137,13 @@ fn start_rest(
     .bind((args.rest_bind_address.as_str(), args.rest_port))?;
     let addr = server.addrs()[0];
     Ok((addr, server.run()))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics_text(registry: web::Data<Arc<Registry>>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::METRICS.render(&registry))
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile. The handlers
@@ -152,9 +190,11 @@ pub async fn serve(
             .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),
     };
     let manager = ModelManager::new(backend, registry.clone(), pools, sources).start();
+    let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
     let terminated = until_terminated(manager.clone())?;
-    let grpc = start_grpc(&args, registry.clone(), manager.clone())?;
-    let (rest_addr, rest) = start_rest(&args, registry.clone(), manager.clone())?;
+    let grpc = start_grpc(&args, registry.clone(), manager.clone(), readiness.clone())?;
+    let (rest_addr, rest) =
+        start_rest(&args, registry.clone(), manager.clone(), readiness.clone())?;
     let rest_handle = rest.handle();
     let rest_task = actix_rt::spawn(rest);
     // Machine-readable lines (tests and scripts read the bound ports from them).
@@ -164,8 +204,10 @@ pub async fn serve(
     tracing::info!(grpc = %grpc.addr, rest = %rest_addr, "listening");
 
     let initial = manager.send(ApplyConfig(config));
+    let started = readiness.clone();
     actix_rt::spawn(async move {
         let reports = initial.await.unwrap_or_default();
+        started.mark_started();
         let failed: Vec<_> = reports
             .iter()
             .filter(|(_, r)| !r.failed.is_empty())
@@ -180,6 +222,7 @@ pub async fn serve(
         let _ = std::io::stdout().flush();
     });
     let which = terminated.await;
+    readiness.mark_stopping();
 
     tracing::info!(
         signal = which,

@@ -401,7 +401,7 @@ async fn every_error_row_has_its_status_and_json_message() {
         ("POST /v1/models/add/metadata", 400, "POST is not allowed on this path; use GET"),
         ("GET /v1/models/add/versions/x", 400, "Invalid version \"x\" in path"),
         ("GET /v1/models/a/b/c", 400, "Malformed request path /v1/models/a/b/c"),
-        ("GET /v2/models/add", 404, "Malformed request: GET /v2/models/add"),
+        ("GET /v3/models/add", 404, "Malformed request: GET /v3/models/add"),
         ("POST /nowhere", 404, "Malformed request: POST /nowhere"),
         ("PUT /v1/models/add", 404, "Malformed request: PUT /v1/models/add"),
     ];

@@ -1,6 +1,11 @@
 //! Transports: each converts its wire format to the internal request and back.
 
 pub mod config_rest;
+pub mod grpc_meta;
+pub mod kserve_codec;
+pub mod kserve_grpc;
+pub mod kserve_json;
+pub mod kserve_rest;
 pub mod status;
 pub mod tfs_codec;
 pub mod tfs_grpc;

@@ -58,6 +58,18 @@ pub fn error_response(error: &ServeError) -> actix_web::HttpResponse {
         .json(serde_json::json!({ "error": error.to_string() }))
 }
 
+/// A body that could not be read (too large, truncated): the same JSON error shape.
+pub fn body_error(error: &actix_web::Error) -> actix_web::HttpResponse {
+    let status = error.as_response_error().status_code();
+    let hint = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        " (the limit is --max_message_size)"
+    } else {
+        ""
+    };
+    actix_web::HttpResponse::build(status)
+        .json(serde_json::json!({"error": format!("Cannot read the request body: {error}{hint}")}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

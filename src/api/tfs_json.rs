@@ -606,6 +606,45 @@ impl Elems<'_> {
     }
 }
 
+/// One tensor from a JSON list whose dtype and shape the client gave (KServe v2 `data`): the list
+/// is flat (one value per element) or nested to the shape. Values follow the same rules as TFS
+/// requests. `max_elements` bounds the up-front reservation, as in [`decode_predict`].
+pub(crate) fn decode_typed_values(
+    input: &str,
+    dtype: DataType,
+    shape: Vec<usize>,
+    data: &Value,
+    max_elements: usize,
+) -> Result<Tensor, ServeError> {
+    let spec = TensorSpec {
+        name: input.to_string(),
+        dtype,
+        shape: Vec::new(),
+    };
+    let mut sink = Sink::new(&spec, &shape, max_elements)?;
+    match data {
+        Value::Array(items) if !items.iter().any(Value::is_array) => {
+            let count = element_count(&shape).unwrap_or(usize::MAX);
+            if items.len() != count {
+                return Err(sink.err(format!(
+                    "Invalid number of values in data - Expected: {count} for shape {}; Actual: {}",
+                    ShapeDisplay(&shape),
+                    items.len()
+                )));
+            }
+            items.iter().try_for_each(|item| sink.leaf(item, 1))?;
+        }
+        nested => sink.walk(nested, &shape, 0)?,
+    }
+    Ok(sink.finish(shape))
+}
+
+/// A tensor's elements as one flat JSON list (KServe v2 `data`), written as TFS responses are.
+pub(crate) fn flat_values(name: &str, tensor: &Tensor) -> Value {
+    let count = element_count(&tensor.shape).unwrap_or(0);
+    View::new(name, tensor).nested(&[count], &mut 0)
+}
+
 fn le<const N: usize>(bytes: &[u8], i: usize) -> [u8; N] {
     let mut out = [0; N];
     out.copy_from_slice(&bytes[i * N..(i + 1) * N]);

@@ -1,10 +1,11 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
-use crate::api::status::{error_response, http_status};
+use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
 use crate::api::tfs_json::{decode_predict, encode_predict};
 use crate::error::ServeError;
+use crate::metrics::{Call, METRICS};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::infer_on;
 use crate::proto::tensorflow::serving::model_version_status::State;
@@ -12,6 +13,7 @@ use crate::tensor::{Signature, TensorSpec};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What a `/v1/models/...` path asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,19 +140,6 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
     Ok(model_status_json(&model, only))
 }
 
-/// A body the `Bytes` extractor refused (over `--max_message_size`, or cut short) still gets the
-/// JSON error body; actix's own response would be plain text.
-fn body_error(error: &actix_web::Error) -> HttpResponse {
-    let status = error.as_response_error().status_code();
-    let hint = if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-        " (the limit is --max_message_size)"
-    } else {
-        ""
-    };
-    HttpResponse::build(status)
-        .json(json!({"error": format!("Cannot read the request body: {error}{hint}")}))
-}
-
 /// `GET` and `POST` on `/v1/models/{tail:.*}`.
 pub async fn models(
     request: HttpRequest,
@@ -162,13 +151,17 @@ pub async fn models(
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };
+    let started = Instant::now();
+    let parsed = parse_model_path(&tail);
+    let mut answered = None;
     let result = async {
-        let path = parse_model_path(&tail)?;
+        let path = parsed.as_ref().map_err(Clone::clone)?;
         let is_post = request.method() == actix_web::http::Method::POST;
         match (&path.action, is_post) {
-            (Action::Status, false) => status_json(&registry, &path),
+            (Action::Status, false) => status_json(&registry, path),
             (Action::Metadata, false) => {
                 let servable = registry.resolve(&path.model, &path.version)?;
+                answered = Some(servable.version);
                 Ok(metadata_json(
                     &servable.model,
                     servable.version,
@@ -187,6 +180,7 @@ pub async fn models(
                     )));
                 }
                 let answer = infer_on(servable, inputs, &[]).await?;
+                answered = Some(answer.version);
                 Ok(encode_predict(format, answer.outputs))
             }
             (_, post) => Err(ServeError::invalid(format!(
@@ -196,7 +190,27 @@ pub async fn models(
             ))),
         }
     };
-    match result.await {
+    let result = result.await;
+    if let Ok(path) = &parsed {
+        let method = match path.action {
+            Action::Status => "GetModelStatus",
+            Action::Metadata => "GetModelMetadata",
+            Action::Predict => "Predict",
+        };
+        let call = Call {
+            api: "TensorFlowServing",
+            interface: "REST",
+            method,
+        };
+        METRICS.observe_request(
+            call,
+            &path.model,
+            answered,
+            result.is_ok(),
+            started.elapsed(),
+        );
+    }
+    match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => error_response(&e),
     }

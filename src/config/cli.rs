@@ -1,6 +1,7 @@
 //! Command-line flags, spelled as OVMS spells them so existing service files carry over.
 
 use super::model::{validate_model, ConfigError, RawModel, ServerConfig};
+use crate::model::readiness::ReadinessRule;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -111,6 +112,16 @@ pub struct ServeArgs {
     /// Seconds to wait for in-flight requests on shutdown before exiting anyway.
     #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
     pub drain_timeout_seconds: u64,
+
+    /// Serve Prometheus metrics on GET /metrics of the REST port (`--metrics_enable false` turns
+    /// them off).
+    #[arg(long = "metrics_enable", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_enable: bool,
+
+    /// When the server reports ready (KServe ServerReady, GET /v2/health/ready, gRPC health):
+    /// strict = every configured model has an AVAILABLE version; any = at least one has.
+    #[arg(long, value_enum, default_value_t = ReadinessRule::Strict)]
+    pub readiness: ReadinessRule,
 
     /// Log level: ERROR, WARNING, INFO, DEBUG or TRACE (or an env-filter directive).
     #[arg(

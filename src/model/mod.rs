@@ -4,6 +4,7 @@ pub mod manager;
 pub mod model_actor;
 pub mod policy;
 pub mod pool;
+pub mod readiness;
 pub mod registry;
 pub mod request;
 pub mod servable;

@@ -1,0 +1,385 @@
+//! KServe v2 REST inference bodies ⇄ the internal request and answer, with the binary-data
+//! extension (<https://github.com/kserve/kserve/blob/master/docs/predict-api/v2/rest_predict_v2.yaml>,
+//! Triton's `binary_tensor_data`).
+//!
+//! A request body is a JSON header, optionally followed by binary tensor data: when the
+//! `Inference-Header-Content-Length: N` header is present, the first N bytes are JSON and the rest
+//! are the data of the inputs that declare `"parameters": {"binary_data_size": K}`, in input
+//! order, each in the raw form of `raw_input_contents`. Binary inputs stay slices of the body.
+//!
+//! A response output is written in JSON (`data`, a flat list) or, when asked for with the
+//! request's `binary_data_output` or the output's own `binary_data` parameter (which wins), as
+//! binary data after the JSON, announced by `"parameters": {"binary_data_size": K}`.
+
+use crate::api::kserve_codec::{datatype, decode_raw, encode_raw, shape, wire_shape};
+use crate::api::tfs_json::{decode_typed_values, flat_values};
+use crate::error::ServeError;
+use crate::model::request::InferResponse;
+use crate::tensor::Tensor;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+struct RequestBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<InputBody>,
+    #[serde(default)]
+    outputs: Vec<OutputBody>,
+}
+
+#[derive(Deserialize)]
+struct InputBody {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct OutputBody {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+/// A decoded REST inference request.
+pub struct RestInfer {
+    pub id: Option<String>,
+    pub inputs: Vec<(String, Tensor)>,
+    /// Requested outputs (empty = all).
+    pub outputs: Vec<String>,
+    /// How to write each output: binary or JSON.
+    pub binary: BinaryOutputs,
+}
+
+/// Which outputs go back as binary data.
+pub struct BinaryOutputs {
+    default: bool,
+    /// Per-output choices (`outputs[i].parameters.binary_data`), which override the default.
+    explicit: Vec<(String, bool)>,
+}
+
+impl BinaryOutputs {
+    pub fn is_binary(&self, output: &str) -> bool {
+        self.explicit
+            .iter()
+            .find(|(name, _)| name == output)
+            .map_or(self.default, |&(_, binary)| binary)
+    }
+}
+
+fn bool_param(params: &Map<String, Value>, key: &str, at: &str) -> Result<bool, ServeError> {
+    match params.get(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ServeError::invalid(format!(
+            "{at}.parameters.{key} must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// Splits the body at the JSON header length (the whole body is JSON without the header).
+fn split_body(body: Bytes, header_len: Option<usize>) -> Result<(Bytes, Bytes), ServeError> {
+    match header_len {
+        None => Ok((body, Bytes::new())),
+        Some(n) if n <= body.len() => {
+            let binary = body.slice(n..);
+            Ok((body.slice(..n), binary))
+        }
+        Some(n) => Err(ServeError::invalid(format!(
+            "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+            body.len()
+        ))),
+    }
+}
+
+/// Parses a REST inference body (`header_len`: the `Inference-Header-Content-Length` value).
+pub fn decode_request(body: Bytes, header_len: Option<usize>) -> Result<RestInfer, ServeError> {
+    let (header, mut binary) = split_body(body, header_len)?;
+    let parsed: RequestBody =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&header))
+            .map_err(|e| ServeError::invalid(format!("Invalid inference request JSON: {e}")))?;
+    let mut inputs = Vec::with_capacity(parsed.inputs.len());
+    for input in parsed.inputs {
+        let dtype = datatype(&input.name, &input.datatype)?;
+        let shape = shape(&input.name, &input.shape)?;
+        let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
+            (Some(_), Some(_)) => {
+                return Err(ServeError::invalid(format!(
+                    "Input {} has both \"data\" and a binary_data_size parameter; send its values one way",
+                    input.name
+                )))
+            }
+            (Some(size), None) => {
+                let size = size.as_u64().ok_or_else(|| {
+                    ServeError::invalid(format!(
+                        "Input {}: binary_data_size must be a non-negative integer, got {size}",
+                        input.name
+                    ))
+                })? as usize;
+                if size > binary.len() {
+                    return Err(ServeError::invalid(format!(
+                        "Input {} declares binary_data_size {size} but only {} bytes of binary data remain",
+                        input.name,
+                        binary.len()
+                    )));
+                }
+                decode_raw(&input.name, dtype, shape, binary.split_to(size))?
+            }
+            (None, Some(data)) => {
+                decode_typed_values(&input.name, dtype, shape, data, header.len())?
+            }
+            (None, None) => {
+                return Err(ServeError::invalid(format!(
+                    "Input {} has no \"data\" and no binary_data_size parameter",
+                    input.name
+                )))
+            }
+        };
+        inputs.push((input.name, tensor));
+    }
+    if !binary.is_empty() {
+        return Err(ServeError::invalid(format!(
+            "{} bytes of binary data follow the last binary input (check the binary_data_size parameters and Inference-Header-Content-Length)",
+            binary.len()
+        )));
+    }
+    let default = bool_param(&parsed.parameters, "binary_data_output", "request")?;
+    let explicit = parsed
+        .outputs
+        .iter()
+        .filter(|o| o.parameters.contains_key("binary_data"))
+        .map(|o| {
+            let at = format!("output {}", o.name);
+            Ok((
+                o.name.clone(),
+                bool_param(&o.parameters, "binary_data", &at)?,
+            ))
+        })
+        .collect::<Result<_, ServeError>>()?;
+    Ok(RestInfer {
+        id: parsed.id,
+        inputs,
+        outputs: parsed.outputs.into_iter().map(|o| o.name).collect(),
+        binary: BinaryOutputs { default, explicit },
+    })
+}
+
+/// The response: the JSON header, and the binary data that follows it (in output order).
+pub fn encode_response(
+    answer: InferResponse,
+    id: Option<String>,
+    binary: &BinaryOutputs,
+) -> (Value, Vec<Bytes>) {
+    let mut chunks = Vec::new();
+    let outputs: Vec<Value> = answer
+        .outputs
+        .into_iter()
+        .map(|(name, tensor)| {
+            let mut out = json!({
+                "name": name,
+                "datatype": tensor.dtype.name(),
+                "shape": wire_shape(&tensor.shape),
+            });
+            if binary.is_binary(&name) {
+                let bytes = encode_raw(tensor);
+                out["parameters"] = json!({ "binary_data_size": bytes.len() });
+                chunks.push(bytes);
+            } else {
+                out["data"] = flat_values(&name, &tensor);
+            }
+            out
+        })
+        .collect();
+    let mut body = json!({
+        "model_name": answer.model,
+        "model_version": answer.version.to_string(),
+        "outputs": outputs,
+    });
+    if let Some(id) = id {
+        body["id"] = Value::String(id);
+    }
+    (body, chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType};
+
+    fn decode(json: Value) -> Result<RestInfer, ServeError> {
+        decode_request(Bytes::from(json.to_string()), None)
+    }
+
+    fn err(r: Result<RestInfer, ServeError>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn flat_and_nested_data() {
+        for data in [json!([1, 2, 3, 4, 5, 6]), json!([[1, 2, 3], [4, 5, 6]])] {
+            let r = decode(json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "INT64", "data": data}]})).unwrap();
+            assert_eq!(
+                r.inputs[0].1,
+                tensor_from_slice(DataType::I64, vec![2, 3], &[1i64, 2, 3, 4, 5, 6])
+            );
+        }
+        let r = decode(json!({"inputs": [{"name": "b", "shape": [2], "datatype": "BOOL", "data": [true, false]}],
+                              "id": "q"}))
+        .unwrap();
+        assert_eq!(
+            r.inputs[0].1,
+            Tensor::raw(DataType::Bool, vec![2], vec![1u8, 0])
+        );
+        assert_eq!(r.id.as_deref(), Some("q"));
+        let r = decode(json!({"inputs": [{"name": "s", "shape": [2], "datatype": "BYTES", "data": ["hi", {"b64": "AP8="}]}]})).unwrap();
+        assert_eq!(
+            r.inputs[0].1,
+            Tensor::strings(
+                vec![2],
+                vec![Bytes::from_static(b"hi"), Bytes::from_static(b"\x00\xff")]
+            )
+        );
+    }
+
+    #[test]
+    fn data_errors_name_the_input() {
+        let e = err(decode(
+            json!({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [1, 2]}]}),
+        ));
+        assert!(
+            e.contains("Expected: 10 for shape (1,10); Actual: 2; input name: x"),
+            "{e}"
+        );
+        let e = err(decode(
+            json!({"inputs": [{"name": "x", "shape": [2], "datatype": "UINT8", "data": [1, 256]}]}),
+        ));
+        assert!(e.contains("Invalid value 256 for UINT8"), "{e}");
+        let e = err(decode(
+            json!({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": []}]}),
+        ));
+        assert!(e.contains("negative dimension"), "{e}");
+        let e = err(decode(
+            json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}),
+        ));
+        assert!(e.contains("Input x has no \"data\""), "{e}");
+        let e = err(decode(
+            json!({"inputs": [{"name": "x", "shape": "1", "datatype": "FP32"}]}),
+        ));
+        assert!(e.contains("inputs[0].shape"), "{e}");
+    }
+
+    #[test]
+    fn binary_inputs_follow_the_json_header() {
+        let header = json!({"inputs": [
+            {"name": "a", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+            {"name": "b", "shape": [1], "datatype": "FP32", "data": [3.5]},
+            {"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}
+        ]})
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        body.extend_from_slice(bytemuck::cast_slice(&[1.0f32, 2.0]));
+        body.extend_from_slice(b"\x02\x00\x00\x00hi");
+        let body = Bytes::from(body);
+        let r = decode_request(body.clone(), Some(header.len())).unwrap();
+        assert_eq!(
+            tensor_to_vec::<f32>(&r.inputs[0].1).unwrap(),
+            vec![1.0, 2.0]
+        );
+        assert_eq!(tensor_to_vec::<f32>(&r.inputs[1].1).unwrap(), vec![3.5]);
+        assert_eq!(
+            r.inputs[2].1,
+            Tensor::strings(vec![1], vec![Bytes::from_static(b"hi")])
+        );
+        // The binary input is a slice of the body, not a copy.
+        assert_eq!(
+            r.inputs[0].1.raw_bytes().as_ptr(),
+            body[header.len()..].as_ptr()
+        );
+
+        let e = err(decode_request(body.clone(), Some(body.len() + 1)));
+        assert!(e.contains("body has only"), "{e}");
+        let e = err(decode_request(
+            body.slice(..body.len() - 1),
+            Some(header.len()),
+        ));
+        assert!(
+            e.contains("declares binary_data_size 6 but only 5 bytes"),
+            "{e}"
+        );
+        let mut extra = body.to_vec();
+        extra.push(0);
+        let e = err(decode_request(Bytes::from(extra), Some(header.len())));
+        assert!(
+            e.contains("1 bytes of binary data follow the last binary input"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn binary_output_choice() {
+        let r = decode(json!({"inputs": [], "parameters": {"binary_data_output": true},
+                              "outputs": [{"name": "a", "parameters": {"binary_data": false}}, {"name": "b"}]}))
+        .unwrap();
+        assert_eq!(r.outputs, vec!["a", "b"]);
+        assert!(!r.binary.is_binary("a"));
+        assert!(r.binary.is_binary("b"));
+        let r = decode(
+            json!({"inputs": [], "outputs": [{"name": "a", "parameters": {"binary_data": true}}]}),
+        )
+        .unwrap();
+        assert!(r.binary.is_binary("a") && !r.binary.is_binary("b"));
+        let e = err(decode(
+            json!({"inputs": [], "parameters": {"binary_data_output": 1}}),
+        ));
+        assert!(
+            e.contains("binary_data_output must be true or false"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn response_json_and_binary() {
+        let answer = InferResponse {
+            model: "m".into(),
+            version: 3,
+            outputs: vec![
+                (
+                    "sum".into(),
+                    tensor_from_slice(DataType::F32, vec![1, 2], &[0.1f32, 2.0]),
+                ),
+                (
+                    "product".into(),
+                    tensor_from_slice(DataType::F32, vec![1, 2], &[3.0f32, 4.0]),
+                ),
+            ],
+        };
+        let binary = BinaryOutputs {
+            default: false,
+            explicit: vec![("product".into(), true)],
+        };
+        let (body, chunks) = encode_response(answer, Some("id-7".into()), &binary);
+        assert_eq!(
+            body,
+            json!({"model_name": "m", "model_version": "3", "id": "id-7", "outputs": [
+                {"name": "sum", "datatype": "FP32", "shape": [1, 2], "data": [0.1, 2.0]},
+                {"name": "product", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}
+            ]})
+        );
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0].as_ref(),
+            bytemuck::cast_slice::<f32, u8>(&[3.0, 4.0])
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
+//! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
+
+use crate::api::kserve_codec::version_selector;
+use crate::api::kserve_grpc::{model_metadata, server_metadata};
+use crate::api::kserve_json::{decode_request, encode_response};
+use crate::api::status::{body_error, error_response};
+use crate::error::ServeError;
+use crate::metrics::{Call, METRICS};
+use crate::model::readiness::Readiness;
+use crate::model::registry::Registry;
+use crate::model::request::{infer, InferRequest};
+use crate::proto::inference::model_metadata_response::TensorMetadata;
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Length of the JSON part of a body that carries binary tensor data (request and response).
+pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+
+/// Registers the KServe v2 routes (all under `/v2`).
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v2", web::get().to(server_metadata_json))
+        .route("/v2/health/live", web::get().to(live))
+        .route("/v2/health/ready", web::get().to(ready))
+        .route("/v2/models/{model}", web::get().to(metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            web::get().to(metadata),
+        )
+        .route("/v2/models/{model}/ready", web::get().to(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            web::get().to(model_ready),
+        )
+        .route("/v2/models/{model}/infer", web::post().to(model_infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            web::post().to(model_infer),
+        );
+}
+
+/// Model name and version (empty = latest) from the path.
+fn model_path(request: &HttpRequest) -> (&str, &str) {
+    let info = request.match_info();
+    (
+        info.get("model").unwrap_or_default(),
+        info.get("version").unwrap_or_default(),
+    )
+}
+
+/// Health answers are the status code alone (the protocol's body is empty).
+fn health(ok: bool) -> HttpResponse {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).finish()
+}
+
+async fn live() -> HttpResponse {
+    health(true)
+}
+
+async fn ready(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
+    health(readiness.server_ready())
+}
+
+async fn model_ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
+    let (model, version) = model_path(&request);
+    match version_selector(version).and_then(|v| readiness.model_ready(model, &v)) {
+        Ok(ok) => health(ok),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn server_metadata_json() -> HttpResponse {
+    let m = server_metadata();
+    HttpResponse::Ok()
+        .json(json!({"name": m.name, "version": m.version, "extensions": m.extensions}))
+}
+
+fn tensors_json(tensors: &[TensorMetadata]) -> Vec<Value> {
+    tensors
+        .iter()
+        .map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": t.shape}))
+        .collect()
+}
+
+async fn metadata(request: HttpRequest, registry: web::Data<Arc<Registry>>) -> HttpResponse {
+    let (model, version) = model_path(&request);
+    match model_metadata(&registry, model, version) {
+        Ok(m) => HttpResponse::Ok().json(json!({
+            "name": m.name,
+            "versions": m.versions,
+            "platform": m.platform,
+            "inputs": tensors_json(&m.inputs),
+            "outputs": tensors_json(&m.outputs),
+        })),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The JSON header's length, when the body carries binary tensor data.
+fn header_length(request: &HttpRequest) -> Result<Option<usize>, ServeError> {
+    let Some(value) = request.headers().get(HEADER_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ServeError::invalid(format!(
+                "{HEADER_LENGTH} must be a non-negative integer, got {value:?}"
+            ))
+        })
+}
+
+async fn model_infer(
+    request: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    registry: web::Data<Arc<Registry>>,
+) -> HttpResponse {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return body_error(&e),
+    };
+    let started = Instant::now();
+    let (name, _) = model_path(&request);
+    let mut answered = None;
+    let run = async {
+        let (model, version) = model_path(&request);
+        let version = version_selector(version)?;
+        let decoded = decode_request(body, header_length(&request)?)?;
+        let answer = infer(
+            &registry,
+            InferRequest {
+                model: model.to_string(),
+                version,
+                inputs: decoded.inputs,
+                output_filter: decoded.outputs,
+            },
+        )
+        .await?;
+        answered = Some(answer.version);
+        Ok::<_, ServeError>(encode_response(answer, decoded.id, &decoded.binary))
+    };
+    let result = run.await;
+    let call = Call {
+        api: "KServe",
+        interface: "REST",
+        method: "ModelInfer",
+    };
+    METRICS.observe_request(call, name, answered, result.is_ok(), started.elapsed());
+    match result {
+        Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
+        Ok((json, binary)) => binary_response(json, binary),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// JSON header then the outputs' bytes, streamed as they are (no copy into one buffer).
+fn binary_response(json: Value, binary: Vec<Bytes>) -> HttpResponse {
+    let header = Bytes::from(json.to_string());
+    let size = header.len() + binary.iter().map(Bytes::len).sum::<usize>();
+    let chunks = std::iter::once(header.clone()).chain(binary);
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((HEADER_LENGTH, header.len()))
+        .body(SizedStream::new(
+            size as u64,
+            futures::stream::iter(chunks.map(Ok::<_, std::convert::Infallible>)),
+        ))
+}

@@ -1,0 +1,229 @@
+//! Prometheus metrics after known traffic, parsed from the text format.
+
+mod common;
+
+use bytes::Bytes;
+use common::{spec, Repo, Server};
+use std::collections::BTreeMap;
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::tensorflow::serving::PredictRequest;
+use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+type Labels = BTreeMap<String, String>;
+
+/// One sample per line: `name{k="v",...} value` (comments skipped).
+fn parse(text: &str) -> Vec<(String, Labels, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("closed labels");
+                    let labels = body
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once("=\"").expect("label k=\"v\"");
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (name.to_string(), labels)
+                }
+                None => (series.to_string(), Labels::new()),
+            };
+            (name, labels, value.parse().expect("numeric value"))
+        })
+        .collect()
+}
+
+fn value(samples: &[(String, Labels, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+fn x(n: usize) -> TensorProto {
+    TensorProto {
+        dtype: Tf::DtFloat as i32,
+        tensor_shape: Some(shape_proto(&[1i64, n as i64])),
+        tensor_content: Bytes::from(vec![0u8; n * 4]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_histograms_move_by_the_traffic_sent() {
+    let repo = Repo::new(&[
+        ("add", r#""model_version_policy": {"all": {}}"#),
+        ("identity", ""),
+    ]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut grpc = server.predict_client().await;
+    let http = reqwest::Client::new();
+    let before = parse(
+        &http
+            .get(server.rest_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+
+    for _ in 0..5 {
+        let req = PredictRequest {
+            model_spec: spec("add", None),
+            inputs: [("x".to_string(), x(10))].into(),
+            ..Default::default()
+        };
+        grpc.predict(req).await.unwrap();
+    }
+    for _ in 0..2 {
+        let req = PredictRequest {
+            model_spec: spec("add", Some(1)),
+            inputs: [("x".to_string(), x(11))].into(),
+            ..Default::default()
+        };
+        grpc.predict(req).await.unwrap_err();
+    }
+    for _ in 0..3 {
+        let r = http
+            .post(server.rest_url("/v1/models/add/versions/1:predict"))
+            .body(r#"{"instances": [[0,0,0,0,0,0,0,0,0,0]]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    let response = http.get(server.rest_url("/metrics")).send().await.unwrap();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let after = parse(&response.text().await.unwrap());
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+
+    let grpc_predict = [
+        ("api", "TensorFlowServing"),
+        ("interface", "gRPC"),
+        ("method", "Predict"),
+        ("name", "add"),
+    ];
+    assert_eq!(
+        delta(
+            "ovms_requests_success",
+            &[&grpc_predict[..], &[("version", "2")]].concat()
+        ),
+        5.0
+    );
+    assert_eq!(delta("ovms_requests_fail", &grpc_predict), 2.0);
+    let rest_predict = [
+        ("interface", "REST"),
+        ("method", "Predict"),
+        ("name", "add"),
+        ("version", "1"),
+    ];
+    assert_eq!(delta("ovms_requests_success", &rest_predict), 3.0);
+    assert_eq!(
+        delta(
+            "ovms_request_time_us_count",
+            &[("interface", "gRPC"), ("name", "add"), ("version", "2")]
+        ),
+        5.0
+    );
+    // Failed requests never reach a worker: 5 on version 2, 3 on version 1.
+    assert_eq!(
+        delta(
+            "ovms_inference_time_us_count",
+            &[("name", "add"), ("version", "2")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        delta(
+            "ovms_inference_time_us_count",
+            &[("name", "add"), ("version", "1")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta("ovms_wait_for_infer_req_time_us_count", &[("name", "add")]),
+        8.0
+    );
+    assert!(value(&after, "ovms_inference_time_us_sum", &[("name", "add")]) > 0.0);
+    // The +Inf bucket holds every observation.
+    assert_eq!(
+        value(
+            &after,
+            "ovms_inference_time_us_bucket",
+            &[("name", "add"), ("version", "2"), ("le", "+Inf")]
+        ),
+        value(
+            &after,
+            "ovms_inference_time_us_count",
+            &[("name", "add"), ("version", "2")]
+        )
+    );
+    // Loads and states: both versions of add and identity v1 loaded once, all AVAILABLE.
+    assert_eq!(
+        value(
+            &after,
+            "vinoserve_model_loads_total",
+            &[("name", "add"), ("result", "success")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "vinoserve_version_state",
+            &[("name", "add"), ("state", "AVAILABLE")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "vinoserve_version_state",
+            &[
+                ("name", "identity"),
+                ("version", "1"),
+                ("state", "AVAILABLE")
+            ]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &after,
+            "ovms_infer_req_queue_size",
+            &[("name", "add"), ("version", "2")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&after, "ovms_current_requests", &[("name", "add")]),
+        0.0
+    );
+    assert!(value(&after, "process_resident_memory_bytes", &[]) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_turned_off() {
+    let repo = Repo::new(&[("identity", "")]);
+    let server = Server::with_config(&repo, &["--metrics_enable", "false"]);
+    let r = reqwest::get(server.rest_url("/metrics")).await.unwrap();
+    assert_eq!(r.status(), 404);
+}
