@@ -228,7 +228,11 @@ impl Handler<ReloadConfig> for ModelManager {
                 }
             },
         };
-        let config_changed = config != self.current_config();
+        // `current_config()` lists models by name, a file in its own order: compare them sorted,
+        // or reloading an unchanged file whose models are not in name order reports a change.
+        let mut listed = config.models.clone();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        let config_changed = listed != self.current_config().models;
         let reports = self.apply(config, ctx);
         Box::pin(async move {
             let reports = reports.await;

@@ -90,6 +90,9 @@ pub struct ModelActor {
     /// Versions whose last load failed, with what they were loaded from: retried on change only.
     failed: BTreeMap<u64, (Stamp, u64)>,
     rescan_scheduled: bool,
+    /// Set by `RetireAll` (model removed, or shutdown): the actor no longer reconciles, so a
+    /// removed model's pending rescans cannot load versions nobody can reach.
+    retired_all: bool,
 }
 
 /// What the version folders look like right now.
@@ -135,6 +138,7 @@ impl ModelActor {
             serving: BTreeMap::new(),
             failed: BTreeMap::new(),
             rescan_scheduled: false,
+            retired_all: false,
         }
     }
 
@@ -306,6 +310,9 @@ impl ModelActor {
     /// A reconciliation; when a wanted folder looks complete but was modified within the settle
     /// interval, it first waits out the interval once, so a fresh copy loads in this same call.
     fn reconcile(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ReconcileReport> {
+        if self.retired_all {
+            return AtomicResponse::new(Box::pin(fut::ready(ReconcileReport::default())));
+        }
         let settling = self.survey().is_ok_and(|survey| {
             let wanted = self.config.policy.select(&survey.on_disk);
             survey
@@ -407,7 +414,9 @@ impl Handler<FolderChanged> for ModelActor {
     type Result = ();
 
     fn handle(&mut self, _: FolderChanged, ctx: &mut Context<Self>) {
-        if !self.rescan_scheduled {
+        // A retired actor stops rescheduling itself (a waiting version re-sends FolderChanged
+        // every settle interval), which also lets it stop once its last version has drained.
+        if !self.rescan_scheduled && !self.retired_all {
             self.rescan_scheduled = true;
             // Coalesce the burst of events one copy makes into one rescan.
             ctx.run_later(Duration::from_millis(100), |act, ctx| {
@@ -442,6 +451,7 @@ impl Handler<RetireAll> for ModelActor {
     type Result = ();
 
     fn handle(&mut self, _: RetireAll, _: &mut Context<Self>) {
+        self.retired_all = true;
         let versions: Vec<u64> = self.serving.keys().copied().collect();
         for version in versions {
             self.retire(version);
