@@ -102,6 +102,8 @@ struct Survey {
     ready: BTreeMap<u64, Stamp>,
     /// Present but not loadable yet, with the reason.
     waiting: BTreeMap<u64, String>,
+    /// Complete versions still being written to: how long until they have been quiet enough.
+    settling: BTreeMap<u64, Duration>,
 }
 
 /// Why a complete version folder is not loaded yet.
@@ -210,7 +212,10 @@ impl ModelActor {
 
     fn retire(&mut self, version: u64) {
         if self.serving.remove(&version).is_some() {
-            METRICS.version_swaps.with_label_values(&[self.name()]).inc();
+            METRICS
+                .version_swaps
+                .with_label_values(&[self.name()])
+                .inc();
             tracing::info!(model = %self.name(), version, "version retired; draining in-flight requests");
             self.set_state(version, VersionState::Unloading, None, None);
         }
@@ -222,6 +227,7 @@ impl ModelActor {
         let on_disk = scan_versions(&self.config.base_path)?;
         let mut ready = BTreeMap::new();
         let mut waiting = BTreeMap::new();
+        let mut settling = BTreeMap::new();
         for &version in &on_disk {
             let dir = version_dir(&self.config.base_path, version);
             let Ok(current) = stamp(&dir) else { continue };
@@ -231,6 +237,7 @@ impl ModelActor {
                 }
                 Ok(()) => {
                     waiting.insert(version, SETTLING.to_string());
+                    settling.insert(version, current.quiet_remaining(self.pools.settle));
                 }
                 Err(reason) => {
                     waiting.insert(
@@ -244,6 +251,7 @@ impl ModelActor {
             on_disk,
             ready,
             waiting,
+            settling,
         })
     }
 
@@ -313,15 +321,19 @@ impl ModelActor {
         if self.retired_all {
             return AtomicResponse::new(Box::pin(fut::ready(ReconcileReport::default())));
         }
-        let settling = self.survey().is_ok_and(|survey| {
+        // The longest any wanted, complete folder still has to stay untouched.
+        let settle_wait = self.survey().ok().and_then(|survey| {
             let wanted = self.config.policy.select(&survey.on_disk);
             survey
-                .waiting
+                .settling
                 .iter()
-                .any(|(v, why)| why == SETTLING && wanted.contains(v))
+                .filter(|(v, _)| wanted.contains(v))
+                .map(|(_, d)| *d)
+                .max()
         });
-        if settling {
-            let wait = tokio::time::sleep(self.pools.settle);
+        if let Some(remaining) = settle_wait {
+            // A little past the boundary, so the next survey sees the folder as quiet.
+            let wait = tokio::time::sleep(remaining + Duration::from_millis(5));
             return AtomicResponse::new(Box::pin(
                 wait.into_actor(self)
                     .then(|_, act, ctx| act.reconcile_now(ctx)),
@@ -338,9 +350,11 @@ impl ModelActor {
             on_disk,
             ready,
             waiting,
+            ..
         } = match self.survey() {
             Ok(found) => {
-                self.registry.update_owned(&self.config.name, self.id, |m| m.error = None);
+                self.registry
+                    .update_owned(&self.config.name, self.id, |m| m.error = None);
                 found
             }
             Err(e) => {
@@ -349,7 +363,9 @@ impl ModelActor {
                     self.config.base_path.display()
                 );
                 tracing::error!(model = %self.name(), %error);
-                self.registry.update_owned(&self.config.name, self.id, |m| m.error = Some(error.clone()));
+                self.registry.update_owned(&self.config.name, self.id, |m| {
+                    m.error = Some(error.clone())
+                });
                 return Box::pin(fut::ready(ReconcileReport::default()));
             }
         };

@@ -7,7 +7,7 @@
 
 use crate::runtime::files::ModelFiles;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What the folder's files look like now: names, sizes and modification times. Two equal stamps
 /// some time apart mean nobody is writing into the folder.
@@ -16,13 +16,19 @@ pub struct Stamp(Vec<(String, u64, Option<SystemTime>)>);
 
 impl Stamp {
     /// True when no file was modified within `interval` (by the file system's clock).
-    pub fn quiet_for(&self, interval: std::time::Duration) -> bool {
+    pub fn quiet_for(&self, interval: Duration) -> bool {
+        self.quiet_remaining(interval).is_zero()
+    }
+
+    /// How much longer until no file will have been modified within `interval`.
+    pub fn quiet_remaining(&self, interval: Duration) -> Duration {
         let newest = self.0.iter().filter_map(|(_, _, modified)| *modified).max();
         match newest {
-            Some(t) => SystemTime::now()
-                .duration_since(t)
-                .is_ok_and(|age| age >= interval),
-            None => true,
+            // A modification time in the future (clock skew) counts as "just now".
+            Some(t) => {
+                interval.saturating_sub(SystemTime::now().duration_since(t).unwrap_or_default())
+            }
+            None => Duration::ZERO,
         }
     }
 }
@@ -142,10 +148,9 @@ mod tests {
         std::fs::write(d.path().join("a"), b"12").unwrap();
         let second = stamp(d.path()).unwrap();
         assert_ne!(first, second);
-        assert!(
-            !second.quiet_for(std::time::Duration::from_secs(60)),
-            "just written"
-        );
-        assert!(second.quiet_for(std::time::Duration::ZERO));
+        assert!(!second.quiet_for(Duration::from_secs(60)), "just written");
+        let remaining = second.quiet_remaining(Duration::from_secs(60));
+        assert!(remaining > Duration::from_secs(55) && remaining <= Duration::from_secs(60));
+        assert!(second.quiet_for(Duration::ZERO));
     }
 }
