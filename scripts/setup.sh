@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the OpenVINO runtime (Python wheel, which also ships the C API
-# library used by the Rust `openvino` crate) into $ROOT/.deps/python.
-# Idempotent: a no-op when the pinned version is already installed.
+# Installs the native build libraries (hwloc, libudev) with apt-get if missing, and the
+# OpenVINO runtime (Python wheel, which also ships the C API library used by the Rust
+# `openvino` crate) into $ROOT/.deps/python.
+# Idempotent: a no-op when the packages and the pinned version are already installed.
 set -euo pipefail
 
 OV_VERSION="2026.4.1"
@@ -16,6 +17,14 @@ LIBDIR="$PYDIR/openvino/libs"
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
 command -v python3 >/dev/null 2>&1 || die "python3 not found in PATH"
+
+# Native libraries the Rust build links against: hwloc for NUMA topology (the hwlocality
+# crate), libudev (hwloc's link asks for -ludev) and pkg-config to find them.
+if ! dpkg -s libhwloc-dev libudev-dev pkg-config >/dev/null 2>&1; then
+    echo "setup.sh: installing libhwloc-dev libudev-dev pkg-config (needed to build hwlocality)"
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libhwloc-dev libudev-dev pkg-config; } \
+        || die "could not install libhwloc-dev libudev-dev pkg-config (run as root, or install them yourself)"
+fi
 
 if [[ -d "$PYDIR/openvino" && -f "$MARKER" && "$(cat "$MARKER")" == "$OV_VERSION" ]]; then
     action="openvino $OV_VERSION already installed in $PYDIR"

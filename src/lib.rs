@@ -11,3 +11,4 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 pub mod tensor;
+pub mod topology;

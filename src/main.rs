@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Plan(args)) => return plan(&args),
         None => cli.serve,
     };
     vinoserve::telemetry::init(&args.log_level, &args.log_format);
@@ -34,6 +35,20 @@ fn main() -> ExitCode {
         Arc::new(OpenVinoBackend),
     )) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vinoserve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vinoserve plan`: print the placement table, or the error and exit 1.
+fn plan(args: &vinoserve::config::PlanArgs) -> ExitCode {
+    match vinoserve::topology::run_plan(args) {
+        Ok(plan) => {
+            print!("{plan}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("vinoserve: {e}");
             ExitCode::FAILURE

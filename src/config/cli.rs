@@ -19,10 +19,36 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Built once at start-up, so the size gap between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve models (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Print where each model would run (NUMA node, cores, CPUs, OpenVINO properties) for
+    /// this machine or a described one, without loading anything. Exits 1 on invalid input.
+    Plan(PlanArgs),
+}
+
+/// Flags of `vinoserve plan`.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// OVMS-compatible config.json whose models are placed.
+    #[arg(long, env = "VINOSERVE_CONFIG_PATH")]
+    pub config: PathBuf,
+
+    /// Topology file (TOML) saying which node and how many cores each model gets.
+    #[arg(long, env = "VINOSERVE_TOPOLOGY")]
+    pub topology: PathBuf,
+
+    /// Plan for an hwloc synthetic machine instead of this one, e.g. the 2 × Xeon Platinum
+    /// 8180 host: "pack:2 numa:1 core:28 pu:2".
+    #[arg(long, conflicts_with = "hwloc_xml")]
+    pub synthetic: Option<String>,
+
+    /// Plan for the machine described by an hwloc XML file (`lstopo host.xml` on that host).
+    #[arg(long = "hwloc-xml")]
+    pub hwloc_xml: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
