@@ -126,6 +126,18 @@ def build_dynamic() -> ov.Model:
     return _model([y], [x], "dynamic")
 
 
+def build_image_stats(model_name: str, etype: ov.Type, batch: int) -> ov.Model:
+    # An NHWC image input (the layout the server decodes JPEG/PNG strings into) and two
+    # statistics that let tests check the decoded pixels without a big output:
+    # mean = per-channel mean over H and W, pixel00 = the top-left pixel, both f32 [N,3].
+    image = _param("image", [batch, 32, 32, 3], etype)
+    x = image if etype == ov.Type.f32 else ops.convert(image, ov.Type.f32, name="image_f32")
+    mean = _named(ops.reduce_mean(x, _const(np.array([1, 2], np.int64), "hw_axes"), keep_dims=False), "mean")
+    row0 = ops.gather(x, _const(np.int64(0), "row0"), _const(np.int64(1), "h_axis"), name="row_0")
+    pixel00 = _named(ops.gather(row0, _const(np.int64(0), "col0"), _const(np.int64(1), "w_axis")), "pixel00")
+    return _model([mean, pixel00], [image], model_name)
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check(core: ov.Core, xml: Path, inputs: dict, expected: dict, *, exact: bool = True) -> ov.CompiledModel:
@@ -275,6 +287,20 @@ def make_all(core, out: Path, only: set[str] | None, verify: bool = True) -> Non
                 cm = _check(core, d / "model.xml", {"x": x}, {"y": x * f32(3)})
             _summary("dynamic", 1, d, cm, "y = x * 3; checked batch 1 and 3")
 
+    for name, etype, dtype, batch in (("image_stats", ov.Type.u8, np.uint8, 1),
+                                      ("image_stats_f32", ov.Type.f32, f32, -1)):
+        if not want(name):
+            continue
+        d = _save_version(build_image_stats(name, etype, batch), out, name, 1)
+        if verify:
+            rng = np.random.default_rng(7)
+            for n in ((1,) if batch == 1 else (1, 2)):
+                x = rng.integers(0, 256, size=(n, 32, 32, 3)).astype(dtype)
+                mean = x.astype(np.float64).mean(axis=(1, 2)).astype(f32)
+                expected = {"mean": mean, "pixel00": x[:, 0, 0, :].astype(f32)}
+                cm = _check(core, d / "model.xml", {"image": x}, expected, exact=False)
+            _summary(name, 1, d, cm, "mean over H,W and top-left pixel, per channel")
+
     if want("broken"):
         d = _write_broken(out)
         if verify:
@@ -288,7 +314,8 @@ def make_all(core, out: Path, only: set[str] | None, verify: bool = True) -> Non
                 raise AssertionError("broken/1/model.xml unexpectedly loads")
 
 
-ALL = ["identity", "add", "two_io", "int64", "half", "uint8", "dynamic", "broken"]
+ALL = ["identity", "add", "two_io", "int64", "half", "uint8", "dynamic", "image_stats", "image_stats_f32",
+       "broken"]
 
 
 def main(argv=None) -> int:

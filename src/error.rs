@@ -96,6 +96,8 @@ pub enum ServeError {
     Unimplemented(String),
     #[error("Server is shutting down")]
     ShuttingDown,
+    #[error("Deadline exceeded after {waited_ms} ms (the client allowed {allowed_ms} ms); the request was dropped")]
+    DeadlineExceeded { allowed_ms: u64, waited_ms: u64 },
     #[error("Internal error: {0}")]
     Backend(#[from] BackendError),
 }
@@ -120,6 +122,7 @@ impl ServeError {
             ServeError::QueueFull { .. } => "QueueFull",
             ServeError::Unimplemented(_) => "Unimplemented",
             ServeError::ShuttingDown => "ShuttingDown",
+            ServeError::DeadlineExceeded { .. } => "DeadlineExceeded",
             ServeError::Backend(_) => "Backend",
         }
     }

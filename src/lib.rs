@@ -1,6 +1,7 @@
 //! vinoserve: an OpenVINO model server speaking TensorFlow Serving's and KServe v2's APIs.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -9,6 +10,7 @@ pub mod proto;
 pub mod repository;
 pub mod runtime;
 pub mod server;
+pub mod systemd;
 pub mod telemetry;
 pub mod tensor;
 pub mod topology;

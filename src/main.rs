@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Plan(args)) => return plan(&args),
+        Some(Command::Check(args)) => return check(&args),
         None => cli.serve,
     };
     vinoserve::telemetry::init(&args.log_level, &args.log_format);
@@ -28,11 +29,14 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     }
+    // Reads NOTIFY_SOCKET / WATCHDOG_USEC, set by systemd for a Type=notify service.
+    let notifier = vinoserve::systemd::Notifier::from_env();
     let system = actix_rt::System::new();
     match system.block_on(vinoserve::server::serve(
         args,
         config,
         Arc::new(OpenVinoBackend),
+        notifier,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -53,5 +57,16 @@ fn plan(args: &vinoserve::config::PlanArgs) -> ExitCode {
             eprintln!("vinoserve: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `vinoserve check`: print every problem (or an OK summary); exit 1 if there is any.
+fn check(args: &vinoserve::config::CheckArgs) -> ExitCode {
+    let report = vinoserve::check::run_check(args);
+    print!("{report}");
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -6,7 +6,8 @@
 
 use crate::model::registry::{Registry, VersionState};
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec,
+    IntGaugeVec, Opts, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -57,8 +58,15 @@ fn gauge(r: &prometheus::Registry, name: &str, help: &str, labels: &[&str]) -> I
     g
 }
 
-fn histogram(r: &prometheus::Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid histogram");
+fn histogram(
+    r: &prometheus::Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid histogram");
     r.register(Box::new(h.clone())).expect("registered once");
     h
 }
@@ -70,30 +78,119 @@ impl Metrics {
     fn new() -> Metrics {
         let r = prometheus::Registry::new();
         #[cfg(target_os = "linux")]
-        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         Metrics {
-            requests_success: counter(&r, "ovms_requests_success", "Requests answered successfully.", REQUEST),
-            requests_fail: counter(&r, "ovms_requests_fail", "Requests answered with an error.", REQUEST),
-            request_time_us: histogram(&r, "ovms_request_time_us", "Time from decoded request to encoded answer, in microseconds.", &["interface", "name", "version"], micros()),
-            inference_time_us: histogram(&r, "ovms_inference_time_us", "Time OpenVINO spends in one inference, in microseconds.", VERSION, micros()),
-            wait_for_infer_req_time_us: histogram(&r, "ovms_wait_for_infer_req_time_us", "Time a request waits in the queue for a free infer request, in microseconds.", VERSION, micros()),
-            current_requests: gauge(&r, "ovms_current_requests", "Requests in flight (queued or running).", VERSION),
-            streams: gauge(&r, "ovms_streams", "OpenVINO execution streams of the compiled model.", VERSION),
-            infer_req_queue_size: gauge(&r, "ovms_infer_req_queue_size", "Infer requests (worker threads) of the version.", VERSION),
-            infer_req_active: gauge(&r, "ovms_infer_req_active", "Infer requests running an inference now.", VERSION),
-            model_loads: counter(&r, "vinoserve_model_loads_total", "Version loads by result (success or failure).", &["name", "result"]),
-            model_load_seconds: histogram(&r, "vinoserve_model_load_seconds", "Time to read, compile and warm up one version, in seconds.", &["name"], exponential_buckets(0.01, 2.0, 14).expect("valid buckets")),
-            version_swaps: counter(&r, "vinoserve_version_swaps_total", "Versions retired after a newer set was published.", &["name"]),
-            version_state: gauge(&r, "vinoserve_version_state", "1 for the state each version is in (TFS states).", &["name", "version", "state"]),
-            placement_info: gauge(&r, "vinoserve_placement_info", "Where a model runs: NUMA node and CPUs (value 1).", &["name", "node", "cpus"]),
+            requests_success: counter(
+                &r,
+                "ovms_requests_success",
+                "Requests answered successfully.",
+                REQUEST,
+            ),
+            requests_fail: counter(
+                &r,
+                "ovms_requests_fail",
+                "Requests answered with an error.",
+                REQUEST,
+            ),
+            request_time_us: histogram(
+                &r,
+                "ovms_request_time_us",
+                "Time from decoded request to encoded answer, in microseconds.",
+                &["interface", "name", "version"],
+                micros(),
+            ),
+            inference_time_us: histogram(
+                &r,
+                "ovms_inference_time_us",
+                "Time OpenVINO spends in one inference, in microseconds.",
+                VERSION,
+                micros(),
+            ),
+            wait_for_infer_req_time_us: histogram(
+                &r,
+                "ovms_wait_for_infer_req_time_us",
+                "Time a request waits in the queue for a free infer request, in microseconds.",
+                VERSION,
+                micros(),
+            ),
+            current_requests: gauge(
+                &r,
+                "ovms_current_requests",
+                "Requests in flight (queued or running).",
+                VERSION,
+            ),
+            streams: gauge(
+                &r,
+                "ovms_streams",
+                "OpenVINO execution streams of the compiled model.",
+                VERSION,
+            ),
+            infer_req_queue_size: gauge(
+                &r,
+                "ovms_infer_req_queue_size",
+                "Infer requests (worker threads) of the version.",
+                VERSION,
+            ),
+            infer_req_active: gauge(
+                &r,
+                "ovms_infer_req_active",
+                "Infer requests running an inference now.",
+                VERSION,
+            ),
+            model_loads: counter(
+                &r,
+                "vinoserve_model_loads_total",
+                "Version loads by result (success or failure).",
+                &["name", "result"],
+            ),
+            model_load_seconds: histogram(
+                &r,
+                "vinoserve_model_load_seconds",
+                "Time to read, compile and warm up one version, in seconds.",
+                &["name"],
+                exponential_buckets(0.01, 2.0, 14).expect("valid buckets"),
+            ),
+            version_swaps: counter(
+                &r,
+                "vinoserve_version_swaps_total",
+                "Versions retired after a newer set was published.",
+                &["name"],
+            ),
+            version_state: gauge(
+                &r,
+                "vinoserve_version_state",
+                "1 for the state each version is in (TFS states).",
+                &["name", "version", "state"],
+            ),
+            placement_info: gauge(
+                &r,
+                "vinoserve_placement_info",
+                "Where a model runs: NUMA node and CPUs (value 1).",
+                &["name", "node", "cpus"],
+            ),
             registry: r,
         }
     }
 
     /// Counts one finished request and its latency.
-    pub fn observe_request(&self, call: Call, model: &str, version: Option<u64>, ok: bool, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        call: Call,
+        model: &str,
+        version: Option<u64>,
+        ok: bool,
+        elapsed: Duration,
+    ) {
         let version = version.map(|v| v.to_string()).unwrap_or_default();
-        let labels = [call.api, call.interface, call.method, model, version.as_str()];
+        let labels = [
+            call.api,
+            call.interface,
+            call.method,
+            model,
+            version.as_str(),
+        ];
         if ok {
             self.requests_success.with_label_values(&labels).inc();
             self.request_time_us
@@ -109,29 +206,52 @@ impl Metrics {
         let v = version.to_string();
         VersionMetrics {
             inference_us: self.inference_time_us.with_label_values(&[model, &v]),
-            wait_us: self.wait_for_infer_req_time_us.with_label_values(&[model, &v]),
+            wait_us: self
+                .wait_for_infer_req_time_us
+                .with_label_values(&[model, &v]),
         }
     }
 
     /// Gauges that describe the registry right now (refreshed at every scrape).
     fn refresh(&self, registry: &Registry) {
-        for g in [&self.current_requests, &self.streams, &self.infer_req_queue_size, &self.infer_req_active, &self.version_state] {
+        for g in [
+            &self.current_requests,
+            &self.streams,
+            &self.infer_req_queue_size,
+            &self.infer_req_active,
+            &self.version_state,
+        ] {
             g.reset();
         }
         for (name, model) in registry.snapshot().iter() {
             for status in model.versions.values() {
                 let v = status.version.to_string();
-                self.version_state.with_label_values(&[name, &v, status.state.name()]).set(1);
+                self.version_state
+                    .with_label_values(&[name, &v, status.state.name()])
+                    .set(1);
                 if let Some(s) = &status.servable {
                     let labels = [name.as_str(), v.as_str()];
-                    self.current_requests.with_label_values(&labels).set(s.in_flight() as i64);
-                    self.infer_req_queue_size.with_label_values(&labels).set(s.workers() as i64);
-                    self.infer_req_active.with_label_values(&labels).set(s.active() as i64);
-                    let streams = s.properties.get("NUM_STREAMS").and_then(|n| n.parse().ok()).unwrap_or(1);
+                    self.current_requests
+                        .with_label_values(&labels)
+                        .set(s.in_flight() as i64);
+                    self.infer_req_queue_size
+                        .with_label_values(&labels)
+                        .set(s.workers() as i64);
+                    self.infer_req_active
+                        .with_label_values(&labels)
+                        .set(s.active() as i64);
+                    let streams = s
+                        .properties
+                        .get("NUM_STREAMS")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1);
                     self.streams.with_label_values(&labels).set(streams);
                 }
             }
-            debug_assert!(model.versions.values().all(|s| s.servable.is_none() || s.state == VersionState::Available));
+            debug_assert!(model
+                .versions
+                .values()
+                .all(|s| s.servable.is_none() || s.state == VersionState::Available));
         }
     }
 

@@ -15,6 +15,7 @@ use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::runtime::Backend;
+use crate::systemd::Notifier;
 use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 use std::io::Write;
@@ -63,7 +64,11 @@ fn start_grpc(
                     }
                 };
                 let incoming = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
+                    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without
+                    // NODELAY, small replies can wait ~40 ms for delayed ACKs.
+                    Ok(l) => {
+                        tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot use the gRPC listener");
                         return;
@@ -71,6 +76,7 @@ fn start_grpc(
                 };
                 let result = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
+                    .layer(crate::api::deadline::DeadlineLayer)
                     .add_service(
                         PredictionServiceServer::new(service.clone())
                             .max_decoding_message_size(limit)
@@ -146,10 +152,13 @@ async fn metrics_text(registry: web::Data<Arc<Registry>>) -> actix_web::HttpResp
         .body(crate::metrics::METRICS.render(&registry))
 }
 
-/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile. The handlers
-/// are installed when this is called, before the servers start.
+/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile (announced to
+/// systemd as RELOADING=1 … READY=1). The handlers are installed when this is called, before
+/// the servers start.
 fn until_terminated(
     manager: Addr<ModelManager>,
+    registry: Arc<Registry>,
+    notifier: Notifier,
 ) -> std::io::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -162,10 +171,17 @@ fn until_terminated(
                 _ = int.recv() => return "SIGINT",
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading config");
+                    let reload = notifier.reloading(registry.clone());
                     match manager.send(ReloadConfig).await {
-                        Ok(Ok(outcome)) => tracing::info!(changed = outcome.changed, "config reloaded"),
-                        Ok(Err(e)) => tracing::error!(error = %e, "config reload rejected; nothing changed"),
-                        Err(_) => {}
+                        Ok(Ok(outcome)) => {
+                            tracing::info!(changed = outcome.changed, "config reloaded");
+                            reload.ready(None);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "config reload rejected; nothing changed");
+                            reload.ready(Some("config reload rejected, see the log"));
+                        }
+                        Err(_) => reload.ready(None),
                     }
                 }
             }
@@ -178,6 +194,7 @@ pub async fn serve(
     args: ServeArgs,
     config: ServerConfig,
     backend: Arc<dyn Backend>,
+    notifier: Notifier,
 ) -> std::io::Result<()> {
     let registry = Arc::new(Registry::new());
     let pools = PoolDefaults {
@@ -191,7 +208,7 @@ pub async fn serve(
     };
     let manager = ModelManager::new(backend, registry.clone(), pools, sources).start();
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
-    let terminated = until_terminated(manager.clone())?;
+    let terminated = until_terminated(manager.clone(), registry.clone(), notifier.clone())?;
     let grpc = start_grpc(&args, registry.clone(), manager.clone(), readiness.clone())?;
     let (rest_addr, rest) =
         start_rest(&args, registry.clone(), manager.clone(), readiness.clone())?;
@@ -203,11 +220,17 @@ pub async fn serve(
     let _ = std::io::stdout().flush();
     tracing::info!(grpc = %grpc.addr, rest = %rest_addr, "listening");
 
+    notifier.spawn_watchdog(registry.clone());
+    let loading = notifier.starting(
+        registry.clone(),
+        &format!("loading {} configured models", config.models.len()),
+    );
     let initial = manager.send(ApplyConfig(config));
     let started = readiness.clone();
     actix_rt::spawn(async move {
         let reports = initial.await.unwrap_or_default();
         started.mark_started();
+        loading.ready(None);
         let failed: Vec<_> = reports
             .iter()
             .filter(|(_, r)| !r.failed.is_empty())
@@ -223,6 +246,7 @@ pub async fn serve(
     });
     let which = terminated.await;
     readiness.mark_stopping();
+    notifier.stopping(&format!("{which}: draining requests in flight"));
 
     tracing::info!(
         signal = which,

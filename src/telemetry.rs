@@ -1,5 +1,6 @@
 //! Logging set-up: `tracing` with an env-filter and a JSON switch.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Maps OVMS log levels (ERROR, WARNING, INFO, DEBUG, TRACE) to a filter; anything else is
@@ -17,6 +18,9 @@ pub fn init(log_level: &str, format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: under systemd stderr goes to the
+        // journal, where they would show up as raw escape sequences.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_thread_names(true);
     if format == "json" {
         builder.json().init();

@@ -56,6 +56,7 @@ fn model(name: &str, base: &Path, policy: VersionPolicy) -> ModelConfig {
         plugin_config: BTreeMap::new(),
         reshape: Reshape::None,
         version_labels: BTreeMap::new(),
+        resize_images: false,
     }
 }
 
@@ -613,6 +614,36 @@ async fn changed_model_keeps_serving_while_its_new_config_loads() {
     assert_eq!(reports["m"].loaded, vec![1]);
     assert_eq!(registry.resolve("m", &Latest).unwrap().workers(), 2);
     assert_eq!(ask(&registry, "m", Latest, 0.0).await, Ok((1, 1.0)));
+}
+
+/// `resize_images` changes how requests are read, not the model: a change reaches the serving
+/// instance at once, without a reload.
+#[actix_rt::test]
+async fn resize_images_applies_to_the_serving_instance_without_a_reload() {
+    let dir = repo(&[1]);
+    let backend = FakeBackend::default();
+    let registry = Arc::new(Registry::new());
+    let manager = manager(&backend, &registry);
+    let off = model("m", dir.path(), latest(1));
+    let on = ModelConfig {
+        resize_images: true,
+        ..off.clone()
+    };
+    manager.send(server(vec![on.clone()])).await.unwrap();
+    let serving = registry.resolve("m", &Latest).unwrap();
+    assert!(
+        serving.resize_images(),
+        "set from the config it loaded under"
+    );
+
+    for (config, want) in [(off, false), (on, true)] {
+        let reports = manager.send(server(vec![config])).await.unwrap();
+        assert!(reports["m"].loaded.is_empty(), "{:?}", reports["m"]);
+        let now = registry.resolve("m", &Latest).unwrap();
+        assert!(Arc::ptr_eq(&serving, &now), "the same instance serves");
+        assert_eq!(now.resize_images(), want);
+    }
+    assert_eq!(loads(&backend), 1);
 }
 
 #[actix_rt::test]

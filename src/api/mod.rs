@@ -1,6 +1,7 @@
 //! Transports: each converts its wire format to the internal request and back.
 
 pub mod config_rest;
+pub mod deadline;
 pub mod grpc_meta;
 pub mod kserve_codec;
 pub mod kserve_grpc;

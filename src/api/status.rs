@@ -24,6 +24,7 @@ pub fn grpc_code(error: &ServeError) -> Code {
         ServeError::QueueFull { .. } => Code::ResourceExhausted,
         ServeError::Unimplemented(_) => Code::Unimplemented,
         ServeError::ShuttingDown => Code::Unavailable,
+        ServeError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         ServeError::Backend(_) => Code::Internal,
     }
 }

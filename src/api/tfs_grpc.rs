@@ -3,6 +3,7 @@
 use crate::api::status::to_status;
 use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
 use crate::error::ServeError;
+use crate::metrics::{Call, METRICS};
 use crate::model::manager::{ApplyTfsConfig, ModelManager};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::{infer, InferRequest};
@@ -16,11 +17,10 @@ use crate::proto::tensorflow::serving::{
 };
 use crate::proto::tensorflow::{tensor_info, SignatureDef, TensorInfo};
 use crate::tensor::{Signature, TensorSpec};
-use crate::metrics::{Call, METRICS};
 use actix::Addr;
-use std::time::Instant;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// The only signature a served OpenVINO model has.
@@ -74,7 +74,11 @@ fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
 }
 
 fn call(method: &'static str) -> Call {
-    Call { api: "TensorFlowServing", interface: "gRPC", method }
+    Call {
+        api: "TensorFlowServing",
+        interface: "gRPC",
+        method,
+    }
 }
 
 fn answered_version(spec: Option<&ModelSpec>) -> Option<u64> {
@@ -170,7 +174,11 @@ impl PredictionService for TfsGrpc {
     ) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let name = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let name = request
+            .model_spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
         let run = async {
             let (model, version, signature_name) = model_spec(request.model_spec)?;
             check_signature_name(&signature_name)?;
@@ -199,8 +207,17 @@ impl PredictionService for TfsGrpc {
             })
         };
         let result = run.await;
-        let version = result.as_ref().ok().and_then(|r| answered_version(r.model_spec.as_ref()));
-        METRICS.observe_request(call("Predict"), &name, version, result.is_ok(), started.elapsed());
+        let version = result
+            .as_ref()
+            .ok()
+            .and_then(|r| answered_version(r.model_spec.as_ref()));
+        METRICS.observe_request(
+            call("Predict"),
+            &name,
+            version,
+            result.is_ok(),
+            started.elapsed(),
+        );
         result.map(Response::new).map_err(|e| to_status(&e))
     }
 
@@ -210,7 +227,11 @@ impl PredictionService for TfsGrpc {
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let name = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let name = request
+            .model_spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
         let run = || {
             let (model, version, _) = model_spec(request.model_spec)?;
             if request.metadata_field.iter().any(|f| f != "signature_def")
@@ -230,8 +251,17 @@ impl PredictionService for TfsGrpc {
             })
         };
         let result = run();
-        let version = result.as_ref().ok().and_then(|r| answered_version(r.model_spec.as_ref()));
-        METRICS.observe_request(call("GetModelMetadata"), &name, version, result.is_ok(), started.elapsed());
+        let version = result
+            .as_ref()
+            .ok()
+            .and_then(|r| answered_version(r.model_spec.as_ref()));
+        METRICS.observe_request(
+            call("GetModelMetadata"),
+            &name,
+            version,
+            result.is_ok(),
+            started.elapsed(),
+        );
         result.map(Response::new).map_err(|e| to_status(&e))
     }
 
@@ -278,7 +308,13 @@ impl ModelService for TfsGrpc {
             })
         };
         let result: Result<_, ServeError> = run();
-        METRICS.observe_request(call("GetModelStatus"), &model_name, None, result.is_ok(), started.elapsed());
+        METRICS.observe_request(
+            call("GetModelStatus"),
+            &model_name,
+            None,
+            result.is_ok(),
+            started.elapsed(),
+        );
         result.map(Response::new).map_err(|e| to_status(&e))
     }
 

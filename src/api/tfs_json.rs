@@ -3,7 +3,8 @@
 //!
 //! Requests are `{"signature_name"?, "instances": [..]}` (row) or `{"signature_name"?, "inputs": ..}`
 //! (columnar). JSON carries no dtypes: each input's dtype comes from the [`Signature`], its shape from
-//! the list nesting. Shapes are checked against the signature later, by validation.
+//! the list nesting. Shapes are checked against the signature later, by validation. `{"b64": ..}`
+//! values for a numeric input are read as strings: JPEG/PNG images, decoded on the request path.
 //!
 //! The body is parsed into a `serde_json::Value` first, then each tensor's little-endian bytes are
 //! built while walking it (one buffer per tensor; strings are slices of one shared buffer). A
@@ -163,7 +164,7 @@ fn decode_rows(
             let shape: Vec<usize> = std::iter::once(values.len())
                 .chain(row_shape.iter().copied())
                 .collect();
-            let mut sink = Sink::new(spec, &shape, max_elements)?;
+            let mut sink = Sink::new(&spec.name, read_as(spec, values[0]), &shape, max_elements)?;
             for (i, value) in values.into_iter().enumerate() {
                 sink.instance = Some(i);
                 let this = infer_shape(value);
@@ -208,7 +209,7 @@ fn decode_columns(
         .zip(values)
         .map(|(spec, value)| {
             let shape = infer_shape(value);
-            let mut sink = Sink::new(spec, &shape, max_elements)?;
+            let mut sink = Sink::new(&spec.name, read_as(spec, value), &shape, max_elements)?;
             sink.walk(value, &shape, 0)?;
             Ok((spec.name.clone(), sink.finish(shape)))
         })
@@ -285,6 +286,24 @@ fn infer_shape(mut v: &Value) -> Vec<usize> {
     shape
 }
 
+/// The dtype an input's values are read as: the signature's, except that `{"b64": ..}` values
+/// for a numeric input are read as strings. Those are JPEG/PNG images, which the request path
+/// decodes into the input's dtype for every transport alike (`model::image`).
+fn read_as(spec: &TensorSpec, value: &Value) -> DataType {
+    let mut leaf = value;
+    while let Value::Array(items) = leaf {
+        match items.first() {
+            Some(first) => leaf = first,
+            None => break,
+        }
+    }
+    if b64_text(leaf).is_some() {
+        DataType::Bytes
+    } else {
+        spec.dtype
+    }
+}
+
 /// The integer a JSON number denotes exactly (`2` and `2.0`, not `2.5`).
 fn integral(n: &Number) -> Option<i128> {
     if let Some(u) = n.as_u64() {
@@ -322,24 +341,24 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn new(
-        spec: &'a TensorSpec,
+        input: &'a str,
+        dtype: DataType,
         shape: &[usize],
         max_elements: usize,
     ) -> Result<Sink<'a>, ServeError> {
         let overflow = || {
             ServeError::invalid(format!(
-                "Invalid input shape - the element count of {} overflows; input name: {}",
+                "Invalid input shape - the element count of {} overflows; input name: {input}",
                 ShapeDisplay(shape),
-                spec.name
             ))
         };
         let count = element_count(shape).ok_or_else(overflow)?;
-        let size = spec.dtype.element_size();
+        let size = dtype.element_size();
         count.checked_mul(size.unwrap_or(0)).ok_or_else(overflow)?;
         let reserve = count.min(max_elements);
         Ok(Sink {
-            input: &spec.name,
-            dtype: spec.dtype,
+            input,
+            dtype,
             instance: None,
             raw: Vec::with_capacity(reserve * size.unwrap_or(0)),
             strings: Vec::new(),
@@ -616,12 +635,7 @@ pub(crate) fn decode_typed_values(
     data: &Value,
     max_elements: usize,
 ) -> Result<Tensor, ServeError> {
-    let spec = TensorSpec {
-        name: input.to_string(),
-        dtype,
-        shape: Vec::new(),
-    };
-    let mut sink = Sink::new(&spec, &shape, max_elements)?;
+    let mut sink = Sink::new(input, dtype, &shape, max_elements)?;
     match data {
         Value::Array(items) if !items.iter().any(Value::is_array) => {
             let count = element_count(&shape).unwrap_or(usize::MAX);
@@ -879,15 +893,17 @@ mod tests {
             e.starts_with("Instance 0: Invalid base64") && e.ends_with("input name: s"),
             "{e}"
         );
-        let e = decode(r#"{"inputs": [{"b64": "AA=="}]}"#, &sig(&[("x", F32)])).unwrap_err();
-        assert_eq!(
-            e,
-            ServeError::InvalidPrecision {
-                input: "x".into(),
-                expected: F32,
-                actual: DataType::Bytes
-            }
+        // For a numeric input, b64 values are images: read as strings, decoded later
+        // (`model::image`), which also refuses them when the input cannot take images.
+        let (t, _) = ok(r#"{"inputs": [{"b64": "AA=="}]}"#, &sig(&[("x", F32)]));
+        assert_eq!(t[0].1, strings(vec![1], &[&[0]]));
+        let (t, _) = ok(
+            r#"{"instances": [{"x": {"b64": "AA=="}}, {"x": {"b64": "AQ=="}}]}"#,
+            &sig(&[("x", F32)]),
         );
+        assert_eq!(t[0].1, strings(vec![2], &[&[0], &[1]]));
+        let e = decode(r#"{"inputs": [{"b64": "AA=="}, 1]}"#, &sig(&[("x", F32)])).unwrap_err();
+        assert!(matches!(e, ServeError::InvalidPrecision { .. }), "{e}");
         let e = decode(r#"{"inputs": ["1"]}"#, &sig(&[("x", I32)])).unwrap_err();
         assert!(
             matches!(

@@ -28,6 +28,23 @@ pub enum Command {
     /// Print where each model would run (NUMA node, cores, CPUs, OpenVINO properties) for
     /// this machine or a described one, without loading anything. Exits 1 on invalid input.
     Plan(PlanArgs),
+    /// Validate a deployment without serving: the config, every model folder and the files of
+    /// the versions it would serve, and the topology file against this machine. Prints each
+    /// problem with its location, one per line; exits 0 when there is none, 1 otherwise.
+    Check(CheckArgs),
+}
+
+/// Flags of `vinoserve check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// OVMS-compatible config.json to check (with its model folders).
+    #[arg(long, env = "VINOSERVE_CONFIG_PATH")]
+    pub config: PathBuf,
+
+    /// Topology file (TOML) to check against this machine's CPUs, as far as this process may
+    /// use them (run it under the service's CPUAffinity= to check what the service gets).
+    #[arg(long, env = "VINOSERVE_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
 }
 
 /// Flags of `vinoserve plan`.

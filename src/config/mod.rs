@@ -4,5 +4,7 @@ pub mod cli;
 pub mod model;
 pub mod tfs;
 
-pub use cli::{Cli, Command, PlanArgs, ServeArgs};
-pub use model::{load_config_file, parse_config, ConfigError, ModelConfig, ServerConfig};
+pub use cli::{CheckArgs, Cli, Command, PlanArgs, ServeArgs};
+pub use model::{
+    load_config_file, parse_config, parse_config_all, ConfigError, ModelConfig, ServerConfig,
+};

@@ -42,6 +42,9 @@ pub struct ModelConfig {
     pub plugin_config: BTreeMap<String, String>,
     pub reshape: Reshape,
     pub version_labels: BTreeMap<String, u64>,
+    /// Resize JPEG/PNG inputs to the model's height and width instead of refusing other sizes
+    /// (`model::image`). Not an OVMS key: OVMS always resizes.
+    pub resize_images: bool,
 }
 
 /// The whole desired set of models.
@@ -84,6 +87,8 @@ pub struct RawModel {
     pub layout: Option<serde_json::Value>,
     #[serde(default)]
     pub version_labels: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub resize_images: Option<bool>,
 }
 
 /// Reads and validates a config file; relative base paths are relative to the file's folder.
@@ -97,6 +102,20 @@ pub fn load_config_file(path: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// Parses config JSON text; `base_dir` anchors relative base paths.
 pub fn parse_config(text: &str, base_dir: &Path) -> Result<ServerConfig, ConfigError> {
+    let (config, mut problems) = parse_config_all(text, base_dir)?;
+    match problems.is_empty() {
+        true => Ok(config),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// Like [`parse_config`], but one invalid model does not hide the next (`vinoserve check`
+/// lists every problem in one run): returns the valid models and an error per invalid one.
+/// Text that is not JSON, or not the schema, is still a single error.
+pub fn parse_config_all(
+    text: &str,
+    base_dir: &Path,
+) -> Result<(ServerConfig, Vec<ConfigError>), ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -115,21 +134,29 @@ pub fn parse_config(text: &str, base_dir: &Path) -> Result<ServerConfig, ConfigE
         err(path, reason)
     })?;
     let mut models = Vec::with_capacity(raw.model_config_list.len());
+    let mut problems = Vec::new();
     for (i, entry) in raw.model_config_list.into_iter().enumerate() {
-        let model = validate_model(
+        let model = match validate_model(
             entry.config,
             base_dir,
             &format!("model_config_list[{i}].config"),
-        )?;
+        ) {
+            Ok(model) => model,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
         if models.iter().any(|m: &ModelConfig| m.name == model.name) {
-            return Err(err(
+            problems.push(err(
                 format!("model_config_list[{i}].config.name"),
                 format!("duplicate model name {}", model.name),
             ));
+            continue;
         }
         models.push(model);
     }
-    Ok(ServerConfig { models })
+    Ok((ServerConfig { models }, problems))
 }
 
 /// serde_json appends " at line L column C"; the JSON path already says where.
@@ -206,6 +233,7 @@ pub fn validate_model(
         plugin_config,
         reshape,
         version_labels: raw.version_labels,
+        resize_images: raw.resize_images.unwrap_or(false),
     })
 }
 
@@ -303,6 +331,31 @@ mod tests {
     }
 
     #[test]
+    fn every_invalid_model_is_reported() {
+        let d = repo();
+        let text = r#"{"model_config_list": [
+            {"config": {"name": "a", "base_path": "missing"}},
+            {"config": {"name": "b", "base_path": "models/resnet"}},
+            {"config": {"name": "c", "base_path": "models/resnet", "target_device": "GPU"}},
+            {"config": {"name": "b", "base_path": "models/resnet"}}]}"#;
+        let (config, problems) = parse_config_all(text, d.path()).unwrap();
+        assert_eq!(config.models.len(), 1);
+        assert_eq!(config.models[0].name, "b");
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "model_config_list[0].config.base_path",
+                "model_config_list[2].config.target_device",
+                "model_config_list[3].config.name"
+            ]
+        );
+        // parse_config stops at the first, as before.
+        assert_eq!(parse_config(text, d.path()).unwrap_err(), problems[0]);
+        assert!(parse_config_all("{", d.path()).is_err());
+    }
+
+    #[test]
     fn parses_full_ovms_entry_with_relative_path() {
         let d = repo();
         let text = r#"{"model_config_list": [{"config": {
@@ -319,6 +372,22 @@ mod tests {
         assert_eq!(m.reshape, Reshape::Batch(8));
         assert_eq!(m.plugin_config["NUM_STREAMS"], "2");
         assert_eq!(m.version_labels["stable"], 1);
+        assert!(!m.resize_images, "off unless asked for");
+    }
+
+    #[test]
+    fn resize_images_is_a_boolean() {
+        let d = repo();
+        let with = |value: &str| {
+            format!(
+                r#"{{"model_config_list": [{{"config": {{"name": "a", "base_path": "models/resnet", "resize_images": {value}}}}}]}}"#
+            )
+        };
+        assert!(parse_config(&with("true"), d.path()).unwrap().models[0].resize_images);
+        assert!(!parse_config(&with("false"), d.path()).unwrap().models[0].resize_images);
+        let e = parse_config(&with(r#""yes""#), d.path()).unwrap_err();
+        assert_eq!(e.path, "model_config_list[0].config.resize_images");
+        assert!(e.reason.contains("expected a boolean"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! TF Serving's `ModelServerConfig` (from `HandleReloadConfigRequest`) as a [`ServerConfig`].
 //!
-//! TFS's message has no OVMS keys (nireq, plugin_config, shape); a model that is already
-//! configured keeps those, a new one gets the defaults.
+//! TFS's message has no OVMS keys (nireq, plugin_config, shape) nor `resize_images`; a model
+//! that is already configured keeps those, a new one gets the defaults.
 
 use super::model::{validate_model, ConfigError, RawModel, ServerConfig};
 use crate::model::policy::VersionPolicy;
@@ -85,6 +85,7 @@ pub fn from_model_server_config(
             model.plugin_config = existing.plugin_config.clone();
             model.reshape = existing.reshape.clone();
             model.device = existing.device.clone();
+            model.resize_images = existing.resize_images;
         }
         if models
             .iter()

@@ -93,6 +93,10 @@ pub struct ModelActor {
     /// Set by `RetireAll` (model removed, or shutdown): the actor no longer reconciles, so a
     /// removed model's pending rescans cannot load versions nobody can reach.
     retired_all: bool,
+    /// When each draining instance stopped taking new requests, for the unload log line.
+    /// Keyed by version: a version drains at most one instance at a time in practice, and if
+    /// two overlap the earlier start is kept.
+    draining_since: BTreeMap<u64, Instant>,
 }
 
 /// What the version folders look like right now.
@@ -141,6 +145,7 @@ impl ModelActor {
             failed: BTreeMap::new(),
             rescan_scheduled: false,
             retired_all: false,
+            draining_since: BTreeMap::new(),
         }
     }
 
@@ -200,7 +205,10 @@ impl ModelActor {
                     model = %spec.model, version, workers = s.workers(),
                     ms = started.elapsed().as_millis() as u64, properties = ?s.properties, "version loaded"
                 ),
-                Err(e) => tracing::error!(model = %spec.model, version, error = %e, "version failed to load"),
+                Err(e) => tracing::error!(
+                    model = %spec.model, version, ms = started.elapsed().as_millis() as u64, error = %e,
+                    "version failed to load"
+                ),
             }
             let _ = tx.send((version, stamp, result));
         });
@@ -211,12 +219,18 @@ impl ModelActor {
     }
 
     fn retire(&mut self, version: u64) {
-        if self.serving.remove(&version).is_some() {
+        if let Some(retired) = self.serving.remove(&version) {
             METRICS
                 .version_swaps
                 .with_label_values(&[self.name()])
                 .inc();
-            tracing::info!(model = %self.name(), version, "version retired; draining in-flight requests");
+            self.draining_since
+                .entry(version)
+                .or_insert_with(Instant::now);
+            tracing::info!(
+                model = %self.name(), version, in_flight = retired.servable.in_flight(),
+                "version retired; draining in-flight requests"
+            );
             self.set_state(version, VersionState::Unloading, None, None);
         }
     }
@@ -270,6 +284,8 @@ impl ModelActor {
         for (version, stamp, result) in outcomes {
             match result {
                 Ok(servable) => {
+                    // Request-side settings come from the config the version is published under.
+                    servable.set_resize_images(self.config.resize_images);
                     let servable = Arc::new(servable);
                     self.failed.remove(&version);
                     let replaced = self.serving.insert(
@@ -281,8 +297,14 @@ impl ModelActor {
                         },
                     );
                     self.set_state(version, VersionState::Available, None, Some(servable));
-                    if replaced.is_some() {
-                        tracing::info!(model = %self.name(), version, "version reloaded; previous instance draining");
+                    if let Some(old) = replaced {
+                        self.draining_since
+                            .entry(version)
+                            .or_insert_with(Instant::now);
+                        tracing::info!(
+                            model = %self.name(), version, in_flight = old.servable.in_flight(),
+                            "version reloaded; previous instance draining"
+                        );
                     }
                     report.loaded.push(version);
                 }
@@ -309,8 +331,9 @@ impl ModelActor {
             self.retire(version);
             report.retired.push(version);
         }
+        // Debug: each load, swap and retirement already has its own info line.
         if report.changed() {
-            tracing::info!(model = %self.name(), loaded = ?report.loaded, failed = report.failed.len(), retired = ?report.retired, "reconciled");
+            tracing::debug!(model = %self.name(), loaded = ?report.loaded, failed = report.failed.len(), retired = ?report.retired, "reconciled");
         }
         report
     }
@@ -458,6 +481,10 @@ impl Handler<Reconfigure> for ModelActor {
         let labels = config.version_labels.clone();
         self.registry
             .update_owned(&config.name, self.id, |m| m.labels = labels.clone());
+        // Applies at once to what serves: it changes how requests are read, not the model.
+        for serving in self.serving.values() {
+            serving.servable.set_resize_images(config.resize_images);
+        }
         self.config = config;
         self.reconcile(ctx)
     }
@@ -493,6 +520,10 @@ impl Handler<InstanceUnloaded> for ModelActor {
         if unloading {
             self.set_state(version, VersionState::End, None, None);
         }
-        tracing::info!(model = %self.name(), version, "instance unloaded");
+        let drain_ms = self
+            .draining_since
+            .remove(&version)
+            .map(|since| since.elapsed().as_millis() as u64);
+        tracing::info!(model = %self.name(), version, drain_ms, "instance unloaded");
     }
 }

@@ -96,6 +96,12 @@ impl WorkerPool {
         self.workers.len()
     }
 
+    /// Worker threads that have exited. Workers leave only once the queue is closed (which
+    /// `close` and drop do), so on a pool still taking jobs any count above 0 means a crash.
+    pub fn dead_workers(&self) -> usize {
+        self.workers.iter().filter(|w| w.is_finished()).count()
+    }
+
     pub fn queued(&self) -> usize {
         self.sender.as_ref().map_or(0, |s| s.len())
     }
@@ -119,7 +125,12 @@ impl Drop for WorkerPool {
     }
 }
 
-fn work(mut executor: Box<dyn Executor>, jobs: Receiver<Job>, stats: &PoolStats, metrics: Option<&VersionMetrics>) {
+fn work(
+    mut executor: Box<dyn Executor>,
+    jobs: Receiver<Job>,
+    stats: &PoolStats,
+    metrics: Option<&VersionMetrics>,
+) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             // The client gave up (disconnect or deadline): running it would serve nobody.
@@ -133,8 +144,10 @@ fn work(mut executor: Box<dyn Executor>, jobs: Receiver<Job>, stats: &PoolStats,
         }));
         stats.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(m) = metrics {
-            m.wait_us.observe(started.duration_since(job.enqueued).as_secs_f64() * 1e6);
-            m.inference_us.observe(started.elapsed().as_secs_f64() * 1e6);
+            m.wait_us
+                .observe(started.duration_since(job.enqueued).as_secs_f64() * 1e6);
+            m.inference_us
+                .observe(started.elapsed().as_secs_f64() * 1e6);
         }
         let reply = match result {
             Ok(outputs) => outputs.map_err(ServeError::from),
@@ -231,6 +244,26 @@ mod tests {
             let out = r.blocking_recv().unwrap().unwrap();
             assert_eq!(tensor_to_vec::<f32>(&out[0]).unwrap(), vec![i as f32 + 1.0]);
         }
+    }
+
+    #[test]
+    fn a_worker_that_died_is_counted() {
+        let backend = FakeBackend::default();
+        // Worker 1's setup panics: that thread is gone while the pool still takes jobs.
+        let setup: ThreadSetup = Arc::new(|index| assert_ne!(index, 1, "simulated crash"));
+        let pool = WorkerPool::start("t", executors(&backend, 2), 4, Some(setup), None).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while pool.dead_workers() == 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(pool.dead_workers(), 1);
+        let (j, r) = job(1.0);
+        pool.try_submit(j).map_err(|_| ()).unwrap();
+        assert!(
+            r.blocking_recv().unwrap().is_ok(),
+            "the live worker still serves"
+        );
+        assert_eq!(pool.dead_workers(), 1);
     }
 
     #[test]

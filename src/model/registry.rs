@@ -208,7 +208,12 @@ impl Registry {
     pub fn register(&self, name: &str, owner: u64, labels: BTreeMap<String, u64>) {
         self.models.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            let status = ModelStatus { name: name.to_string(), owner, labels: labels.clone(), ..Default::default() };
+            let status = ModelStatus {
+                name: name.to_string(),
+                owner,
+                labels: labels.clone(),
+                ..Default::default()
+            };
             next.insert(name.to_string(), Arc::new(status));
             next
         });

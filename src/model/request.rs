@@ -1,11 +1,13 @@
 //! The one internal request every transport builds, and the path it takes:
-//! resolve the servable (lock-free) → validate once → queue → await the worker's answer.
+//! resolve the servable (lock-free) → decode image inputs → validate once → queue → await the
+//! worker's answer.
 
 use crate::error::ServeError;
+use crate::model::image::{decode_image_tensor, is_image_batch};
 use crate::model::registry::{Registry, VersionSelector};
 use crate::model::servable::Servable;
 use crate::model::validate::{select_outputs, validate_inputs};
-use crate::tensor::Tensor;
+use crate::tensor::{Signature, Tensor};
 use std::sync::Arc;
 
 /// A transport-neutral inference request.
@@ -31,6 +33,7 @@ pub async fn infer_on(
     inputs: Vec<(String, Tensor)>,
     output_filter: &[String],
 ) -> Result<InferResponse, ServeError> {
+    let inputs = decode_image_inputs(&servable.signature, servable.resize_images(), inputs).await?;
     let validated = validate_inputs(&servable.model, &servable.signature, inputs)?;
     let outputs = select_outputs(&servable.model, &servable.signature, output_filter)?;
     let tensors = servable.infer(validated, outputs.clone()).await?;
@@ -46,10 +49,117 @@ pub async fn infer_on(
     })
 }
 
+/// Decodes the JPEG/PNG strings sent for numeric inputs into those inputs' tensors (see
+/// `model::image`); every other input passes untouched, strings for string inputs included.
+/// This is the one place for every transport, so they all accept images alike.
+async fn decode_image_inputs(
+    signature: &Signature,
+    resize: bool,
+    inputs: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>, ServeError> {
+    let spec_of = |name: &str| signature.input_index(name).map(|i| &signature.inputs[i]);
+    let has_images = inputs
+        .iter()
+        .any(|(name, t)| spec_of(name).is_some_and(|spec| is_image_batch(spec, t)));
+    if !has_images {
+        return Ok(inputs);
+    }
+    let mut decoded = Vec::with_capacity(inputs.len());
+    for (name, tensor) in inputs {
+        let tensor = match spec_of(&name) {
+            Some(spec) if is_image_batch(spec, &tensor) => {
+                // Decoding takes milliseconds per image (seconds for a huge one): off the
+                // transport's async threads, so other requests on them keep moving.
+                let spec = spec.clone();
+                tokio::task::spawn_blocking(move || decode_image_tensor(&spec, tensor, resize))
+                    .await
+                    // Only a decoder panic gets here: the image made it fail.
+                    .map_err(|e| {
+                        ServeError::invalid(format!(
+                            "Invalid image data - the decoder failed ({e}); input name: {name}"
+                        ))
+                    })??
+            }
+            _ => tensor,
+        };
+        decoded.push((name, tensor));
+    }
+    Ok(decoded)
+}
+
 pub async fn infer(
     registry: &Registry,
     request: InferRequest,
 ) -> Result<InferResponse, ServeError> {
     let servable = registry.resolve(&request.model, &request.version)?;
     infer_on(servable, request.inputs, &request.output_filter).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{DataType, TensorSpec};
+    use bytes::Bytes;
+
+    fn signature() -> Signature {
+        let spec = |name: &str, dtype, shape: &[i64]| TensorSpec {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+        };
+        Signature {
+            inputs: vec![
+                spec("image", DataType::F32, &[-1, 1, 2, 3]),
+                spec("text", DataType::Bytes, &[-1]),
+                spec("x", DataType::F32, &[1, 2]),
+            ],
+            outputs: vec![],
+        }
+    }
+
+    fn png() -> Bytes {
+        let img = image::RgbImage::from_fn(2, 1, |x, _| image::Rgb([x as u8, 2, 3]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner().into()
+    }
+
+    #[tokio::test]
+    async fn only_strings_for_numeric_inputs_are_decoded() {
+        let text = Tensor::strings(vec![1], vec![Bytes::from_static(b"not an image")]);
+        let x = crate::tensor::tensor_from_slice(DataType::F32, vec![1, 2], &[1f32, 2.0]);
+        let inputs = vec![
+            ("text".to_string(), text.clone()),
+            ("image".to_string(), Tensor::strings(vec![1], vec![png()])),
+            ("x".to_string(), x.clone()),
+            // Unknown names are left for validation to report.
+            ("nope".to_string(), text.clone()),
+        ];
+        let out = decode_image_inputs(&signature(), false, inputs)
+            .await
+            .unwrap();
+        assert_eq!(out[0], ("text".to_string(), text.clone()));
+        assert_eq!(out[1].1.shape, vec![1, 1, 2, 3]);
+        assert_eq!(
+            crate::tensor::tensor_to_vec::<f32>(&out[1].1).unwrap(),
+            vec![3.0, 2.0, 0.0, 3.0, 2.0, 1.0]
+        );
+        assert_eq!(out[2], ("x".to_string(), x));
+        assert_eq!(out[3], ("nope".to_string(), text));
+    }
+
+    #[tokio::test]
+    async fn image_errors_surface() {
+        let bad = vec![(
+            "image".to_string(),
+            Tensor::strings(vec![1], vec![Bytes::from_static(b"nope")]),
+        )];
+        let e = decode_image_inputs(&signature(), false, bad)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("image 0 is neither JPEG nor PNG"),
+            "{e}"
+        );
+    }
 }

@@ -5,14 +5,14 @@
 //! a reaper thread, which then reports the version as unloaded.
 
 use crate::error::{BackendError, ServeError};
+use crate::metrics::METRICS;
 use crate::model::pool::{Job, Reply, ThreadSetup, WorkerPool};
 use crate::model::validate::ValidatedInputs;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
 use crate::tensor::{Signature, Tensor};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use crate::metrics::METRICS;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -28,6 +28,10 @@ pub struct Servable {
     pool: Option<WorkerPool>,
     /// Requests between resolve and answer (queued or running).
     in_flight: AtomicUsize,
+    /// The model config's `resize_images`: scale JPEG/PNG inputs to the input's height and width
+    /// instead of refusing other sizes. Request preprocessing only, so a config change flips it
+    /// on the serving instance instead of rebuilding it.
+    resize_images: AtomicBool,
     /// Touched only on drop; the mutex makes the servable shareable across request tasks.
     teardown: Mutex<Option<Teardown>>,
 }
@@ -92,6 +96,7 @@ impl Servable {
             properties: compiled.properties(),
             pool: Some(pool),
             in_flight: AtomicUsize::new(0),
+            resize_images: AtomicBool::new(false),
             teardown: Mutex::new(Some(Teardown {
                 compiled,
                 on_unloaded,
@@ -105,6 +110,11 @@ impl Servable {
 
     pub fn workers(&self) -> usize {
         self.pool().workers()
+    }
+
+    /// Worker threads that have exited while the version serves (a crash; see the watchdog).
+    pub fn dead_workers(&self) -> usize {
+        self.pool().dead_workers()
     }
 
     pub fn queue_bound(&self) -> usize {
@@ -163,6 +173,16 @@ impl Servable {
     /// Requests between resolve and answer (queued or running).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether image inputs are resized to the model's size (see `model::image`).
+    pub fn resize_images(&self) -> bool {
+        self.resize_images.load(Ordering::Relaxed)
+    }
+
+    /// Set by the model's actor from its config, before publishing and on every config change.
+    pub fn set_resize_images(&self, resize: bool) {
+        self.resize_images.store(resize, Ordering::Relaxed);
     }
 }
 

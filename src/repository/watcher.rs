@@ -2,7 +2,7 @@
 //! rescan; what to do is decided from the folder's contents, so lost or coalesced events are
 //! harmless (and the periodic rescan is the safety net).
 
-use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -51,6 +51,9 @@ pub fn watch(targets: Vec<Target>) -> notify::Result<RecommendedWatcher> {
         .collect();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
+            // Reads (IN_ACCESS / IN_OPEN / IN_CLOSE_NOWRITE) change nothing, and the server
+            // itself reads these files on every rescan: reacting to them would loop forever.
+            Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
             Ok(event) => {
                 for (prefix, on_change) in &routes {
                     if event.paths.iter().any(|p| p.starts_with(prefix)) {

@@ -81,6 +81,11 @@ pub fn binary() -> &'static str {
 impl Server {
     /// Starts the binary with `--port 0 --rest_port 0` plus `args`; returns once both ports are bound.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary())
             .args([
                 "--port",
@@ -94,6 +99,7 @@ impl Server {
             ])
             .args(args)
             .env("VINOSERVE_LOG_LEVEL", "WARNING")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,332 @@
+//! Hostile and malformed input: each gets a 4xx / INVALID_ARGUMENT-class answer with a reason,
+//! the server's memory stays bounded, and other clients keep being served. Also gRPC deadlines.
+
+mod common;
+
+use bytes::Bytes;
+use common::{spec, Repo, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use tonic::Code;
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::tensorflow::serving::PredictRequest;
+use vinoserve::proto::tensorflow::{
+    tensor_shape_proto, DataType as Tf, TensorProto, TensorShapeProto,
+};
+
+fn tensor(shape: &[i64], bytes: usize) -> TensorProto {
+    TensorProto {
+        dtype: Tf::DtFloat as i32,
+        tensor_shape: Some(shape_proto(shape)),
+        tensor_content: Bytes::from(vec![0u8; bytes]),
+        ..Default::default()
+    }
+}
+
+fn predict(model: &str, inputs: Vec<(String, TensorProto)>) -> PredictRequest {
+    PredictRequest {
+        model_spec: spec(model, None),
+        inputs: inputs.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A complete HTTP/1.1 POST that asks the server to close the connection after answering.
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Sends raw bytes to the REST port and returns what came back before the server closed or
+/// the read timed out.
+fn raw_http(addr: &str, request: &[u8], shutdown_write: bool) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    if shutdown_write {
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_tensors_get_reasons_and_memory_stays_bounded() {
+    let repo = Repo::new(&[("add", ""), ("identity", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut client = server.predict_client().await;
+    let ok = || predict("identity", vec![("x".into(), tensor(&[1, 10], 40))]);
+    client.predict(ok()).await.unwrap();
+    let rss_before = rss_kib(server.child.id());
+
+    let negative = TensorProto {
+        dtype: Tf::DtFloat as i32,
+        tensor_shape: Some(TensorShapeProto {
+            dim: vec![
+                tensor_shape_proto::Dim {
+                    size: -5,
+                    name: String::new(),
+                },
+                tensor_shape_proto::Dim {
+                    size: 10,
+                    name: String::new(),
+                },
+            ],
+            unknown_rank: false,
+        }),
+        ..Default::default()
+    };
+    let thousands: Vec<(String, TensorProto)> = (0..5000)
+        .map(|i| (format!("input_{i}"), tensor(&[1, 10], 40)))
+        .collect();
+    let cases: Vec<(PredictRequest, &str)> = vec![
+        (
+            predict("add", vec![("x".into(), tensor(&[1 << 20, 1 << 20], 40))]),
+            "Invalid input shape",
+        ),
+        (
+            predict("add", vec![("x".into(), tensor(&[1, 10, 1 << 40], 40))]),
+            "Invalid input shape",
+        ),
+        (
+            predict("add", vec![("x".into(), negative)]),
+            "negative dimension -5",
+        ),
+        (
+            predict("add", vec![("x".into(), tensor(&[0, 10], 0))]),
+            "Invalid input shape",
+        ),
+        (
+            predict("add", vec![("x".into(), tensor(&[1, 10], 12))]),
+            "Expected: 40 bytes; Actual: 12 bytes",
+        ),
+        (
+            predict("add", vec![("x".into(), tensor(&[1, 10], 4000))]),
+            "Expected: 40 bytes; Actual: 4000 bytes",
+        ),
+        (predict("add", thousands), "Unexpected input name"),
+    ];
+    for (request, reason) in cases {
+        let status = client.predict(request).await.expect_err(reason);
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains(reason),
+            "{:?} lacks {reason:?}",
+            status.message()
+        );
+        // Every other client keeps being served between hostile requests.
+        client.predict(ok()).await.unwrap();
+    }
+    let rss_after = rss_kib(server.child.id());
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_is_refused_and_the_server_keeps_serving() {
+    let repo = Repo::new(&[("identity", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let addr = server.rest_addr.clone();
+
+    // A 2 GiB Content-Length is refused before any of it is read.
+    let huge = raw_http(
+        &addr,
+        b"POST /v1/models/identity:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2147483648\r\n\r\n{\"instances\": [",
+        false,
+    );
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+    assert!(huge.contains("--max_message_size"), "{huge}");
+
+    // A body shorter than its Content-Length: the client gave up; no answer is owed, but the
+    // server must not wedge or crash.
+    let truncated = raw_http(
+        &addr,
+        b"POST /v1/models/identity:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"instances\": [[1,2",
+        true,
+    );
+    assert!(
+        truncated.is_empty() || truncated.starts_with("HTTP/1.1 4"),
+        "{truncated}"
+    );
+
+    // Invalid UTF-8 in a JSON input name, and a JSON document nested beyond reason.
+    let answer = raw_http(
+        &addr,
+        &post(
+            "/v1/models/identity:predict",
+            b"{\"inputs\": {\"\xff\xfe\": 1}}",
+        ),
+        false,
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let deep = format!(
+        "{{\"instances\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let answer = raw_http(
+        &addr,
+        &post("/v1/models/identity:predict", deep.as_bytes()),
+        false,
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+
+    let ok = reqwest::Client::new()
+        .post(server.rest_url("/v1/models/identity:predict"))
+        .body(r#"{"instances": [[1,2,3,4,5,6,7,8,9,10]]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+/// A unary gRPC call over plain HTTP/2, with a `grpc-timeout` header but no client-side timer
+/// (tonic's client enforces the header itself), so the status observed is the server's.
+async fn raw_predict(addr: &str, request: &PredictRequest, grpc_timeout: &str) -> (String, String) {
+    use http_body_util::{BodyExt, Full};
+    use prost::Message;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let payload = request.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let http_request = hyper::Request::post(format!(
+        "http://{addr}/tensorflow.serving.PredictionService/Predict"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("grpc-timeout", grpc_timeout)
+    .body(Full::new(Bytes::from(frame)))
+    .unwrap();
+    let response = client.request(http_request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    // A trailers-only answer carries the status in the headers; otherwise in the trailers.
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let field = |name: &str| {
+        trailers
+            .get(name)
+            .or_else(|| parts.headers.get(name))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    // grpc-message is percent-encoded; the messages here only encode spaces and punctuation.
+    let message = field("grpc-message")
+        .replace("%20", " ")
+        .replace("%28", "(")
+        .replace("%29", ")")
+        .replace("%3B", ";");
+    (field("grpc-status"), message)
+}
+
+/// `ovms_current_requests` of a model, from /metrics.
+async fn in_flight(server: &Server, model: &str) -> f64 {
+    let text = reqwest::get(server.rest_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("ovms_current_requests{{name=\"{model}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_deadline_answers_deadline_exceeded_and_the_job_is_skipped() {
+    let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    // Keep the only worker busy with large batches, each on its own connection so they arrive
+    // together; while several are queued, a request allowed 20 ms cannot be served in time.
+    let rows = 1_000_000i64;
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(server.predict_client().await);
+    }
+    let busy: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let answered = answered_tx.clone();
+            let request = predict(
+                "dynamic",
+                vec![("x".into(), tensor(&[rows, 8], rows as usize * 32))],
+            );
+            tokio::spawn(async move {
+                let result = client.predict(request).await;
+                let _ = answered.send(());
+                result
+            })
+        })
+        .collect();
+    // Wait until the server holds several of them (queued or running) before asking.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while in_flight(&server, "dynamic").await < 3.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the big requests never queued up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let hurried = predict("dynamic", vec![("x".into(), tensor(&[1, 8], 32))]);
+    let (status, message) = raw_predict(&server.grpc_addr, &hurried, "20m").await;
+    assert_eq!(
+        status,
+        (Code::DeadlineExceeded as i32).to_string(),
+        "{message}"
+    );
+    assert!(message.contains("allowed 20 ms"), "{message}");
+    let mut answered_before = 0;
+    while answered_rx.try_recv().is_ok() {
+        answered_before += 1;
+    }
+    assert!(
+        answered_before < 8,
+        "the queue had drained before the deadline; the test proves nothing"
+    );
+    for b in busy {
+        b.await.unwrap().unwrap();
+    }
+    // The expired job was dropped by the worker, not run: exactly the eight big inferences.
+    let text = reqwest::get(server.rest_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count: f64 = text
+        .lines()
+        .find(|l| l.starts_with("ovms_inference_time_us_count{name=\"dynamic\",version=\"1\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("inference count for dynamic v1");
+    assert_eq!(count, 8.0);
+}
