@@ -189,6 +189,23 @@ fn until_terminated(
     })
 }
 
+/// During the drain, a second SIGTERM or SIGINT means "now": exit at once, with status 1 because
+/// requests in flight are abandoned.
+fn exit_on_second_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    actix_rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second termination signal: exiting without finishing requests in flight");
+        std::process::exit(1);
+    });
+    Ok(())
+}
+
 /// Runs the server until SIGTERM / SIGINT. Must run inside an actix `System`.
 pub async fn serve(
     args: ServeArgs,
@@ -245,6 +262,7 @@ pub async fn serve(
         let _ = std::io::stdout().flush();
     });
     let which = terminated.await;
+    exit_on_second_signal()?;
     readiness.mark_stopping();
     notifier.stopping(&format!("{which}: draining requests in flight"));
 
