@@ -73,6 +73,28 @@ fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
     })
 }
 
+fn spec_name(spec: &Option<ModelSpec>) -> String {
+    spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+}
+
+/// Counts the call in the metrics and turns the result into tonic's answer.
+fn answer<T>(
+    method: &'static str,
+    model: &str,
+    version: Option<u64>,
+    started: Instant,
+    result: Result<T, ServeError>,
+) -> Result<Response<T>, Status> {
+    METRICS.observe_request(
+        call(method),
+        model,
+        version,
+        result.is_ok(),
+        started.elapsed(),
+    );
+    result.map(Response::new).map_err(|e| to_status(&e))
+}
+
 fn call(method: &'static str) -> Call {
     Call {
         api: "TensorFlowServing",
@@ -174,11 +196,7 @@ impl PredictionService for TfsGrpc {
     ) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let name = request
-            .model_spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
+        let name = spec_name(&request.model_spec);
         let run = async {
             let (model, version, signature_name) = model_spec(request.model_spec)?;
             check_signature_name(&signature_name)?;
@@ -211,14 +229,7 @@ impl PredictionService for TfsGrpc {
             .as_ref()
             .ok()
             .and_then(|r| answered_version(r.model_spec.as_ref()));
-        METRICS.observe_request(
-            call("Predict"),
-            &name,
-            version,
-            result.is_ok(),
-            started.elapsed(),
-        );
-        result.map(Response::new).map_err(|e| to_status(&e))
+        answer("Predict", &name, version, started, result)
     }
 
     async fn get_model_metadata(
@@ -227,11 +238,7 @@ impl PredictionService for TfsGrpc {
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let name = request
-            .model_spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
+        let name = spec_name(&request.model_spec);
         let run = || {
             let (model, version, _) = model_spec(request.model_spec)?;
             if request.metadata_field.iter().any(|f| f != "signature_def")
@@ -255,14 +262,7 @@ impl PredictionService for TfsGrpc {
             .as_ref()
             .ok()
             .and_then(|r| answered_version(r.model_spec.as_ref()));
-        METRICS.observe_request(
-            call("GetModelMetadata"),
-            &name,
-            version,
-            result.is_ok(),
-            started.elapsed(),
-        );
-        result.map(Response::new).map_err(|e| to_status(&e))
+        answer("GetModelMetadata", &name, version, started, result)
     }
 
     async fn classify(
@@ -295,7 +295,7 @@ impl ModelService for TfsGrpc {
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let started = Instant::now();
         let spec = request.into_inner().model_spec;
-        let model_name = spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let model_name = spec_name(&spec);
         let run = || {
             let (name, selector, _) = model_spec(spec)?;
             let model = self
@@ -307,15 +307,7 @@ impl ModelService for TfsGrpc {
                 model_version_status: version_statuses(&model, only),
             })
         };
-        let result: Result<_, ServeError> = run();
-        METRICS.observe_request(
-            call("GetModelStatus"),
-            &model_name,
-            None,
-            result.is_ok(),
-            started.elapsed(),
-        );
-        result.map(Response::new).map_err(|e| to_status(&e))
+        answer("GetModelStatus", &model_name, None, started, run())
     }
 
     /// Really applies the config (the given list becomes the whole set of models) and answers
