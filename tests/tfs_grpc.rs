@@ -512,3 +512,78 @@ async fn sigterm_answers_every_request_in_flight_then_exits_zero() {
         Some(0)
     );
 }
+
+#[test]
+fn a_missing_openvino_runtime_is_one_line_and_exit_3() {
+    let repo = Repo::new(&[("identity", "")]);
+    let output = std::process::Command::new(common::binary())
+        .args([
+            "--config_path",
+            &repo.config_path().display().to_string(),
+            "--port",
+            "0",
+            "--rest_port",
+            "0",
+        ])
+        .args(["--openvino_lib", "/nonexistent/openvino/libs"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/openvino/libs") && stderr.contains("scripts/setup.sh"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shape_and_batch_size_reshape_at_load() {
+    let repo = Repo::new(&[
+        ("identity", r#""shape": "(3,10)""#),
+        ("dynamic", r#""batch_size": 2"#),
+    ]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let mut client = server.predict_client().await;
+    let x: Vec<f32> = (0..30).map(|i| i as f32).collect();
+    let out = client
+        .predict(request(
+            "identity",
+            None,
+            vec![("x", content(Tf::DtFloat, &[3, 10], f32_bytes(&x)))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        out.outputs["y"].tensor_shape,
+        Some(shape_proto(&[3i64, 10]))
+    );
+    let status = client
+        .predict(request(
+            "identity",
+            None,
+            vec![("x", content(Tf::DtFloat, &[1, 10], f32_bytes(&x[..10])))],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("Expected: (3,10)"),
+        "{}",
+        status.message()
+    );
+    let meta = client
+        .get_model_metadata(GetModelMetadataRequest {
+            model_spec: spec("dynamic", None),
+            metadata_field: vec!["signature_def".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let map = SignatureDefMap::decode(meta.metadata["signature_def"].value.as_slice()).unwrap();
+    assert_eq!(
+        map.signature_def["serving_default"].inputs["x"].tensor_shape,
+        Some(shape_proto(&[2i64, 8]))
+    );
+}

@@ -9,14 +9,11 @@ pub const PROJECT_LIB_DIR: &str = ".deps/python/openvino/libs";
 pub const INSTALL_HINT: &str =
     "run scripts/setup.sh (installs openvino==2026.4.1 from PyPI into .deps/)";
 
-/// Candidate library locations, most explicit first: the flag / `VINOSERVE_OPENVINO_LIB`, then
+/// Candidate library locations when none is named with the flag / `VINOSERVE_OPENVINO_LIB`:
 /// `OPENVINO_LIB_DIR`, then the project-local install next to the working directory or the
 /// executable (target/{debug,release}/ sits two levels below the repository root).
-pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+pub fn candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(p) = explicit {
-        out.push(p.to_path_buf());
-    }
     if let Some(dir) = std::env::var_os("OPENVINO_LIB_DIR") {
         out.push(PathBuf::from(dir));
     }
@@ -52,8 +49,15 @@ fn library_file(candidate: &Path) -> Option<PathBuf> {
 
 /// Loads the OpenVINO C library once per process; returns the file it loaded.
 pub fn load(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    let tried = candidates(explicit);
-    for candidate in &tried {
+    // An operator who names a location means that one: never fall back to another runtime.
+    if let Some(path) = explicit {
+        let file = library_file(path)
+            .ok_or_else(|| format!("OpenVINO runtime not found at {}: {INSTALL_HINT}", path.display()))?;
+        openvino_sys::library::load_from(&file)
+            .map_err(|e| format!("cannot load OpenVINO from {}: {e}", file.display()))?;
+        return Ok(file);
+    }
+    for candidate in &candidates() {
         if let Some(file) = library_file(candidate) {
             openvino_sys::library::load_from(&file)
                 .map_err(|e| format!("cannot load OpenVINO from {}: {e}", file.display()))?;
@@ -65,12 +69,6 @@ pub fn load(explicit: Option<&Path>) -> Result<PathBuf, String> {
         if openvino_sys::library::load().is_ok() {
             return Ok(file);
         }
-    }
-    if explicit.is_some() {
-        return Err(format!(
-            "OpenVINO runtime not found at {}: {INSTALL_HINT}",
-            tried[0].display()
-        ));
     }
     Err(format!("OpenVINO runtime not found: {INSTALL_HINT}"))
 }
