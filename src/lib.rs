@@ -4,6 +4,7 @@ pub mod api;
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod proto;

@@ -156,6 +156,11 @@ pub struct ServeArgs {
     #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
     pub drain_timeout_seconds: u64,
 
+    /// glibc malloc arenas (0 = glibc's default of 8 per CPU). Few arenas let memory freed by
+    /// unloaded versions go back to the OS; MALLOC_ARENA_MAX in the environment wins.
+    #[arg(long = "malloc_arena_max", default_value_t = 2)]
+    pub malloc_arena_max: usize,
+
     /// Serve Prometheus metrics on GET /metrics of the REST port (`--metrics_enable false` turns
     /// them off).
     #[arg(long = "metrics_enable", default_value_t = true, action = clap::ArgAction::Set)]

@@ -208,6 +208,7 @@ impl Drop for Servable {
                 }) = teardown
                 {
                     drop(compiled);
+                    crate::memory::give_memory_back();
                     tracing::debug!(version = %label, "workers joined, compiled model freed");
                     on_unloaded();
                 }
@@ -226,3 +227,4 @@ impl<F: FnMut()> Drop for Guard<F> {
         (self.0)();
     }
 }
+
