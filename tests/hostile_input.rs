@@ -206,15 +206,19 @@ async fn hostile_http_is_refused_and_the_server_keeps_serving() {
 /// A unary gRPC call over plain HTTP/2, with a `grpc-timeout` header but no client-side timer
 /// (tonic's client enforces the header itself), so the status observed is the server's.
 async fn raw_predict(addr: &str, request: &PredictRequest, grpc_timeout: &str) -> (String, String) {
-    use http_body_util::{BodyExt, Full};
     use prost::Message;
+    raw_predict_bytes(addr, &request.encode_to_vec(), grpc_timeout).await
+}
+
+/// Like [`raw_predict`], with the protobuf payload given as bytes (which may be malformed).
+async fn raw_predict_bytes(addr: &str, payload: &[u8], grpc_timeout: &str) -> (String, String) {
+    use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let payload = request.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(payload);
     let http_request = hyper::Request::post(format!(
         "http://{addr}/tensorflow.serving.PredictionService/Predict"
     ))
@@ -329,4 +333,35 @@ async fn expired_deadline_answers_deadline_exceeded_and_the_job_is_skipped() {
         .and_then(|v| v.parse().ok())
         .expect("inference count for dynamic v1");
     assert_eq!(count, 8.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf_and_invalid_utf8_names_are_invalid_argument() {
+    use prost::Message;
+    let repo = Repo::new(&[("identity", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    // An input named "QQ", whose bytes are then replaced by invalid UTF-8.
+    let valid = predict("identity", vec![("QQ".into(), tensor(&[1, 10], 40))]).encode_to_vec();
+    let at = valid.windows(2).position(|w| w == b"QQ").unwrap();
+    let mut invalid_name = valid.clone();
+    invalid_name[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+    let truncated = &valid[..valid.len() - 7];
+    for payload in [&invalid_name[..], truncated, &[0xff; 16][..]] {
+        let (status, message) = raw_predict_bytes(&server.grpc_addr, payload, "5S").await;
+        assert_eq!(
+            status,
+            (Code::InvalidArgument as i32).to_string(),
+            "{message}"
+        );
+        assert!(message.contains("Malformed protobuf message"), "{message}");
+    }
+    let mut client = server.predict_client().await;
+    client
+        .predict(predict(
+            "identity",
+            vec![("x".into(), tensor(&[1, 10], 40))],
+        ))
+        .await
+        .unwrap();
 }

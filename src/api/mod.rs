@@ -1,5 +1,6 @@
 //! Transports: each converts its wire format to the internal request and back.
 
+pub mod codec;
 pub mod config_rest;
 pub mod deadline;
 pub mod grpc_meta;
