@@ -1130,6 +1130,7 @@ impl Report {
             "req_per_s": self.req_per_s(),
             "items_per_s": self.req_per_s() * self.batch as f64,
             "req_per_server_cpu_s": self.req_per_server_cpu_s(),
+            "mean_ms": self.tally.latency_ns.mean() / 1e6,
             "p50_ms": self.ms(0.5),
             "p90_ms": self.ms(0.9),
             "p99_ms": self.ms(0.99),

@@ -110,10 +110,9 @@ fn typed_values(
     dtype: DataType,
     p: &TensorProto,
 ) -> Result<(&'static str, Vec<u8>), ServeError> {
-    fn pack<T: bytemuck::Pod>(values: impl Iterator<Item = T>) -> Vec<u8> {
-        values
-            .flat_map(|v| bytemuck::bytes_of(&v).to_vec())
-            .collect()
+    /// The values' little-endian bytes: one bulk copy, no per-element work.
+    fn pack<T: bytemuck::Pod>(values: &[T]) -> Vec<u8> {
+        bytemuck::cast_slice(values).to_vec()
     }
     fn narrow<T: TryFrom<i32> + bytemuck::Pod>(
         input: &str,
@@ -131,20 +130,21 @@ fn typed_values(
         Ok(bytemuck::cast_slice(&narrowed).to_vec())
     }
     Ok(match dtype {
-        DataType::F32 => ("float_val", pack(p.float_val.iter().copied())),
-        DataType::F64 => ("double_val", pack(p.double_val.iter().copied())),
-        DataType::I32 => ("int_val", pack(p.int_val.iter().copied())),
+        DataType::F32 => ("float_val", pack(&p.float_val)),
+        DataType::F64 => ("double_val", pack(&p.double_val)),
+        DataType::I32 => ("int_val", pack(&p.int_val)),
         DataType::I16 => ("int_val", narrow::<i16>(input, &p.int_val, dtype)?),
         DataType::I8 => ("int_val", narrow::<i8>(input, &p.int_val, dtype)?),
         DataType::U8 => ("int_val", narrow::<u8>(input, &p.int_val, dtype)?),
         DataType::U16 => ("int_val", narrow::<u16>(input, &p.int_val, dtype)?),
-        DataType::I64 => ("int64_val", pack(p.int64_val.iter().copied())),
-        DataType::U32 => ("uint32_val", pack(p.uint32_val.iter().copied())),
-        DataType::U64 => ("uint64_val", pack(p.uint64_val.iter().copied())),
+        DataType::I64 => ("int64_val", pack(&p.int64_val)),
+        DataType::U32 => ("uint32_val", pack(&p.uint32_val)),
+        DataType::U64 => ("uint64_val", pack(&p.uint64_val)),
         DataType::Bool => ("bool_val", p.bool_val.iter().map(|&b| b as u8).collect()),
         // TF stores each half / bfloat16 as its 16 bits in an int32.
         DataType::F16 | DataType::BF16 => {
-            ("half_val", pack(p.half_val.iter().map(|&bits| bits as u16)))
+            let bits: Vec<u16> = p.half_val.iter().map(|&bits| bits as u16).collect();
+            ("half_val", pack(&bits))
         }
         DataType::Bytes => ("string_val", Vec::new()),
     })

@@ -1,0 +1,591 @@
+#!/usr/bin/env python3
+"""Results of scripts/bench.sh: the environment record, the markdown report, JSON and SVG charts.
+
+  report.py start  OUT --mode M --precisions P --hint H ...   writes OUT/meta.json (machine,
+                                                              versions, settings) at the start
+  report.py render OUT                                        reads OUT/meta.json, OUT/points.jsonl
+                                                              and OUT/criterion/, writes
+                                                              OUT/results.md, OUT/results.json and
+                                                              OUT/charts/*.svg
+
+OUT/points.jsonl has one line per measured point, written by bench.sh:
+  {"suite": "tables"|"sweep", "precision": "default"|"f32", "hint": ..., "model": ...,
+   "batch": N, "clients": N, "served": <loadgen JSON>, "raw": <loadgen JSON>}
+or, when loadgen failed, the same context with "error": "...".
+
+Standard library only (no numpy / matplotlib): charts are written as SVG by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from html import escape
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TABLE3_MODEL = "resnet_v1_50"
+FEW_REQUESTS = 5  # fewer completed requests than this in a window: flagged, the number is rough
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+# ----------------------------------------------------------------------------------- start
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
+
+
+def machine() -> dict:
+    lscpu: dict[str, str] = {}
+    for line in _run(["lscpu"]).splitlines():
+        key, _, value = line.partition(":")
+        lscpu[key.strip()] = value.strip()
+    flags = set(lscpu.get("Flags", "").split())
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    keys = ("Model name", "Architecture", "CPU(s)", "Socket(s)", "Core(s) per socket",
+            "Thread(s) per core", "NUMA node(s)", "L3 cache", "Hypervisor vendor")
+    return {
+        "lscpu": {k: lscpu[k] for k in keys if k in lscpu},
+        "isa_flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "nproc": int(_run(["nproc"]) or os.cpu_count() or 0),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "hostname": platform.node(),
+    }
+
+
+def versions() -> dict:
+    try:
+        import openvino  # noqa: PLC0415  (PYTHONPATH comes from scripts/env.sh)
+
+        openvino_version = openvino.get_version()
+    except ImportError:
+        openvino_version = (REPO_ROOT / ".deps" / "openvino.version").read_text().strip()
+    rev = _run(["git", "rev-parse", "--short", "HEAD"], REPO_ROOT) or "unknown"
+    if _run(["git", "status", "--porcelain", "--untracked-files=no"], REPO_ROOT):
+        rev += " (with uncommitted changes)"
+    return {
+        "openvino": openvino_version,
+        "vinoserve_git": rev,
+        "rustc": _run(["rustc", "-V"]),
+        "python": platform.python_version(),
+    }
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    settings = {
+        "mode": args.mode,
+        "precisions": args.precisions.split(","),
+        "table_hint": args.hint,
+        "table_clients": 1,
+        "sweep_hint": args.sweep_hint,
+        "sweep_clients": [int(c) for c in args.clients.split(",")],
+        "models": args.models.split(","),
+        "table_batches": {"table1": 1, "table2": 16, "table3": [1, 8, 16, 32]},
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "protocol": args.protocol,
+        "loadgen_threads": 1,
+        "model_dir": args.model_dir,
+        "suites": args.suites.split(","),
+    }
+    meta = {
+        "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_start": _loadavg(),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": settings,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------- data
+
+def img_per_s(run: dict) -> float | None:
+    """The 2018 formula, batch × 1000 / mean latency (ms), times the number of clients (which
+    is Little's law for a closed loop). Unlike completed requests ÷ window it does not quantize
+    when only a few large batches fit in a short window."""
+    if not run or not run.get("mean_ms") or run.get("requests", 0) == 0:
+        return None
+    return run["batch"] * run["clients"] * 1000.0 / run["mean_ms"]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def latency(run: dict, quantile: str) -> float | None:
+    return run[f"{quantile}_ms"] if run.get("requests") else None
+
+
+def cpu_efficiency(served: dict, raw: dict) -> float | None:
+    """Requests per CPU second of the server ÷ the same of the raw run. Unlike img/s this
+    hardly moves when other processes take CPU time, so on a shared machine it is the better
+    measure of what serving costs."""
+    return ratio(served.get("req_per_server_cpu_s"), raw.get("req_per_server_cpu_s"))
+
+
+def load_points(out: Path) -> list[dict]:
+    path = out / "points.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def find(points: list[dict], **want) -> dict | None:
+    for p in points:
+        if all(p.get(k) == v for k, v in want.items()):
+            return p
+    return None
+
+
+def runtime_precision(points: list[dict], precision: str) -> str:
+    """What OpenVINO chose (the raw run's INFERENCE_PRECISION_HINT), e.g. bf16 for default."""
+    for p in points:
+        if p.get("precision") == precision and "raw" in p:
+            chosen = p["raw"].get("properties", {}).get("INFERENCE_PRECISION_HINT")
+            if chosen:
+                return chosen
+    return "?"
+
+
+def precision_label(points: list[dict], precision: str) -> str:
+    chosen = runtime_precision(points, precision)
+    if precision == "default":
+        return f"default (no INFERENCE_PRECISION_HINT; OpenVINO chose {chosen})"
+    return f"INFERENCE_PRECISION_HINT={precision} (OpenVINO: {chosen})"
+
+
+def table_rows(points: list[dict], precision: str, hint: str, keys: list[tuple[str, int]]) -> list[dict]:
+    rows = []
+    for model, batch in keys:
+        p = find(points, suite="tables", precision=precision, model=model, batch=batch)
+        row = {"model": model, "batch": batch, "clients": 1, "precision": precision, "hint": hint}
+        if p is None:
+            row["error"] = "not run"
+        elif "error" in p:
+            row["error"] = p["error"]
+        else:
+            served, raw = p["served"], p["raw"]
+            row.update(
+                served_img_s=img_per_s(served),
+                raw_img_s=img_per_s(raw),
+                served_p50_ms=latency(served, "p50"),
+                raw_p50_ms=latency(raw, "p50"),
+                served_p99_ms=latency(served, "p99"),
+                raw_p99_ms=latency(raw, "p99"),
+                served_requests=served["requests"],
+                raw_requests=raw["requests"],
+                errors=served["errors"] + raw["errors"],
+                properties=raw.get("properties", {}),
+            )
+            row["served_over_raw"] = ratio(row["served_img_s"], row["raw_img_s"])
+            row["cpu_efficiency"] = cpu_efficiency(served, raw)
+        rows.append(row)
+    return rows
+
+
+def sweep_rows(points: list[dict], precision: str, clients: list[int]) -> list[dict]:
+    rows = []
+    for n in clients:
+        p = find(points, suite="sweep", precision=precision, clients=n)
+        row = {"model": TABLE3_MODEL, "batch": 1, "clients": n, "precision": precision}
+        if p is None:
+            row["error"] = "not run"
+        elif "error" in p:
+            row["error"] = p["error"]
+        else:
+            for side in ("served", "raw"):
+                run = p[side]
+                row[f"{side}_img_s"] = run["items_per_s"]
+                for q in ("p50", "p90", "p99"):
+                    row[f"{side}_{q}_ms"] = latency(run, q)
+            row["errors"] = p["served"]["errors"] + p["raw"]["errors"]
+            row["served_over_raw"] = ratio(row["served_img_s"], row["raw_img_s"])
+            row["cpu_efficiency"] = cpu_efficiency(p["served"], p["raw"])
+            row["properties"] = p["raw"].get("properties", {})
+        rows.append(row)
+    return rows
+
+
+def criterion_results(out: Path) -> list[dict]:
+    results = []
+    for bench in sorted((out / "criterion").glob("**/new/benchmark.json")):
+        estimates = bench.with_name("estimates.json")
+        if not estimates.exists():
+            continue
+        info = json.loads(bench.read_text())
+        est = json.loads(estimates.read_text())
+        mean = est["mean"]
+        row = {
+            "id": info.get("full_id") or info.get("title"),
+            "mean_ns": mean["point_estimate"],
+            "ci95_ns": [mean["confidence_interval"]["lower_bound"], mean["confidence_interval"]["upper_bound"]],
+            "median_ns": est["median"]["point_estimate"],
+        }
+        results.append(row)
+    return results
+
+
+# ----------------------------------------------------------------------------------- markdown
+
+def f(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def fx(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def md_cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def duration(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def md_table(title: str, first: str, rows: list[dict], relative_to_first: bool = False) -> list[str]:
+    lines = [title, ""]
+    head = (f"| {first} | served img/s | raw img/s | served ÷ raw | per CPU s: served ÷ raw | served p50 ms "
+            "| raw p50 ms | served p99 ms | raw p99 ms | requests (served/raw) |")
+    if relative_to_first:
+        head += " served vs batch 1 | raw vs batch 1 |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    base = rows[0] if rows else {}
+    for r in rows:
+        label = str(r["model"] if first == "model" else r["batch"])
+        if "error" in r:
+            lines.append(f"| {label} | failed: {md_cell(r['error'])} |")
+            continue
+        few = min(r["served_requests"], r["raw_requests"]) < FEW_REQUESTS
+        cells = [
+            label, f(r["served_img_s"]), f(r["raw_img_s"]), fx(r["served_over_raw"]), fx(r["cpu_efficiency"]),
+            f(r["served_p50_ms"]), f(r["raw_p50_ms"]), f(r["served_p99_ms"]), f(r["raw_p99_ms"]),
+            f"{r['served_requests']}/{r['raw_requests']}" + (" ⚠ few" if few else "")
+            + (f" ({r['errors']} errors)" if r["errors"] else ""),
+        ]
+        if relative_to_first:
+            cells += [fx(ratio(r["served_img_s"], base.get("served_img_s"))),
+                      fx(ratio(r["raw_img_s"], base.get("raw_img_s")))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def md_sweep(rows: list[dict]) -> list[str]:
+    head = ("| clients | served img/s | raw img/s | served ÷ raw | per CPU s: served ÷ raw "
+            "| served p50 / p90 / p99 ms | raw p50 / p90 / p99 ms | errors |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['clients']} | failed: {md_cell(r['error'])} |")
+            continue
+        lat = lambda side: " / ".join(f(r[f"{side}_{q}_ms"]) for q in ("p50", "p90", "p99"))  # noqa: E731
+        lines.append(f"| {r['clients']} | {f(r['served_img_s'])} | {f(r['raw_img_s'])} | "
+                     f"{fx(r['served_over_raw'])} | {fx(r['cpu_efficiency'])} | {lat('served')} | {lat('raw')} "
+                     f"| {r['errors']} |")
+    return lines + [""]
+
+
+def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
+    m, v, s = meta["machine"], meta["versions"], meta["settings"]
+    cpu = m["lscpu"]
+    lines = [
+        f"# vinoserve benchmark — {meta['started']}",
+        "",
+        f"Mode **{s['mode']}**: {s['warmup_s']:g} s warm-up + {s['duration_s']:g} s measured per point, "
+        f"served (gRPC TFS Predict to the vinoserve binary on 127.0.0.1) then raw (the same model, "
+        f"shape and OpenVINO properties run in-process by the load generator).",
+        "",
+        "## Machine, versions, settings",
+        "",
+        f"- CPU: {cpu.get('Model name', '?')}, {cpu.get('Socket(s)', '?')} socket(s) × "
+        f"{cpu.get('Core(s) per socket', '?')} cores × {cpu.get('Thread(s) per core', '?')} threads, "
+        f"NUMA nodes {cpu.get('NUMA node(s)', '?')}, L3 {cpu.get('L3 cache', '?')}"
+        + (f", hypervisor {cpu['Hypervisor vendor']}" if "Hypervisor vendor" in cpu else ""),
+        f"- ISA: {', '.join(m['isa_flags']) or '–'}; nproc {m['nproc']}; memory {m['memory_gib']} GiB; "
+        f"kernel {m['kernel']}",
+        f"- Load average at start / end: {meta['loadavg_start']} / {report.get('loadavg_end', '?')} "
+        "(anything near or above nproc means other work shared the CPUs)"
+        + (f"; wall time of the run {report['elapsed_s'] / 60:.1f} min" if report.get("elapsed_s") else ""),
+        f"- OpenVINO {v['openvino']}; vinoserve {v['vinoserve_git']}; {v['rustc']}",
+        f"- Tables 1–3: PERFORMANCE_HINT={s['table_hint']}, **1 synchronous client** (as in the 2018 "
+        f"comparison), gRPC; the server's nireq is OpenVINO's optimal number for the hint",
+        f"- Concurrency sweep: {TABLE3_MODEL}, batch 1, PERFORMANCE_HINT={s['sweep_hint']}, "
+        f"clients {', '.join(map(str, s['sweep_clients']))}",
+        f"- Precisions: {', '.join(s['precisions'])}; models from `{s['model_dir']}` "
+        "(scripts/make_resnet.py, random weights); batches > 1 reshape the model at load, "
+        "the same in the server and the raw run",
+        "",
+        "img/s in Tables 1–3 = batch × 1000 / mean latency in ms (the 2018 note's formula); in the "
+        "sweep = images completed in the window ÷ window. served ÷ raw is the price of serving "
+        "(gRPC, decode, validation, queueing, encode): 1.00× means free. \"per CPU s: served ÷ raw\" "
+        "compares requests per CPU second of the server process with the same of the raw run: "
+        "it hardly moves when other processes take CPU time, so on a busy machine it is the "
+        "steadier measure of what serving costs (img/s ratios then also reflect how the scheduler "
+        "shared the CPUs: a server that sleeps between requests wins CPU back from busy "
+        "neighbours on wake-up, a raw loop that never sleeps does not). Points with batch B > 8 "
+        "are measured B/8 times longer, so every window holds a similar number of requests; "
+        f"\"⚠ few\" marks fewer than {FEW_REQUESTS} requests in a window (a rough number).",
+        "",
+    ]
+    for precision in s["precisions"]:
+        pr = report["precisions"].get(precision)
+        if not pr:
+            continue
+        label = pr["label"]
+        lines += [f"## Precision: {label}", ""]
+        lines += md_table(f"**Table 1** — batch 1, 1 client, {label}", "model", pr["table1"])
+        lines += [f"![Table 1, {precision}]({charts[f'table1-{precision}']})", ""]
+        lines += md_table(f"**Table 2** — batch 16, 1 client, {label}", "model", pr["table2"])
+        lines += [f"![Table 2, {precision}]({charts[f'table2-{precision}']})", ""]
+        lines += md_table(f"**Table 3** — {TABLE3_MODEL} by batch, 1 client, {label}", "batch",
+                          pr["table3"], relative_to_first=True)
+        lines += [f"![Table 3, {precision}]({charts[f'table3-{precision}']})", ""]
+        if pr["sweep"]:
+            lines += [f"**Concurrency sweep** — {TABLE3_MODEL}, batch 1, PERFORMANCE_HINT={s['sweep_hint']}, "
+                      f"{label}", ""]
+            lines += md_sweep(pr["sweep"])
+            lines += [f"![Sweep, {precision}]({charts[f'sweep-{precision}']})", ""]
+    if len(report["precisions"]) > 1 and report.get("precision_comparison"):
+        lines += ["## Default precision vs f32 (served img/s, Tables 1–3)", "",
+                  "| model | batch | default | f32 | default ÷ f32 |", "|---|---|---|---|---|"]
+        for r in report["precision_comparison"]:
+            lines.append(f"| {r['model']} | {r['batch']} | {f(r['default'])} | {f(r['f32'])} | {fx(r['speedup'])} |")
+        lines.append("")
+    if report["criterion"]:
+        lines += ["## Micro-benchmarks (criterion, `cargo bench --bench hot_path`)", "",
+                  "| benchmark | mean | 95% CI | median |", "|---|---|---|---|"]
+        for c in report["criterion"]:
+            lo, hi = c["ci95_ns"]
+            lines.append(f"| {c['id']} | {duration(c['mean_ns'])} | {duration(lo)} – {duration(hi)} "
+                         f"| {duration(c['median_ns'])} |")
+        lines.append("")
+    lines += ["Files: `results.json` (everything above plus the load generator's raw records), "
+              "`points.jsonl`, `bench.log`, `charts/`, `criterion/`.", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- SVG
+
+SERVED, RAW = "#1f5fa8", "#f28e2b"
+FONT = 'font-family="Helvetica, Arial, sans-serif"'
+
+
+def nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** len(str(int(value))) / 10
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if step * magnitude >= value * 1.08:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def svg_doc(width: int, height: int, body: list[str]) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" {FONT} font-size="12">\n'
+            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+
+
+def text(x: float, y: float, s: str, anchor: str = "middle", size: int = 12, extra: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" {extra}>{escape(s)}</text>'
+
+
+def axes(x0: float, y0: float, w: float, h: float, ymax: float, ylabel: str) -> list[str]:
+    out = []
+    for i in range(6):
+        v = ymax * i / 5
+        y = y0 + h - h * i / 5
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + w}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(text(x0 - 6, y + 4, f"{v:g}", "end", 11))
+    out.append(f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 + h}" stroke="#333"/>')
+    out.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
+    out.append(text(x0 - 44, y0 + h / 2, ylabel, extra=f'transform="rotate(-90 {x0 - 44} {y0 + h / 2})"'))
+    return out
+
+
+def legend(x: float, y: float, items: list[tuple[str, str]]) -> list[str]:
+    """One row of colour keys starting at (x, y), outside the plot area."""
+    out = []
+    for color, label in items:
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="12" height="12" fill="{color}"/>')
+        out.append(text(x + 18, y + 10, label, "start", 12))
+        x += 18 + 6.5 * len(label) + 24
+    return out
+
+
+def bar_chart(title: str, subtitle: str, groups: list[str], served: list, raw: list) -> str:
+    """Grouped bars of img/s, served vs raw, like the 2018 OVMS vs TF Serving figures."""
+    width, height = max(560, 140 * len(groups) + 160), 400
+    x0, y0, w, h = 80, 88, width - 110, height - 150
+    ymax = nice_max(max([v for v in served + raw if v] or [1]))
+    body = [text(width / 2, 24, title, size=15, extra='font-weight="bold"'),
+            text(width / 2, 44, subtitle, size=11, extra='fill="#555"')]
+    body += axes(x0, y0, w, h, ymax, "images / s")
+    slot = w / max(1, len(groups))
+    bar = min(48, slot / 3)
+    for i, group in enumerate(groups):
+        cx = x0 + slot * (i + 0.5)
+        for j, (values, color) in enumerate(((served, SERVED), (raw, RAW))):
+            value = values[i]
+            bx = cx - bar - 2 + j * (bar + 4)
+            if value is None:
+                body.append(text(bx + bar / 2, y0 + h - 4, "n/a", size=10))
+                continue
+            bh = h * value / ymax
+            body.append(f'<rect x="{bx:.1f}" y="{y0 + h - bh:.1f}" width="{bar:.1f}" height="{bh:.1f}" fill="{color}"/>')
+            body.append(text(bx + bar / 2, y0 + h - bh - 4, f"{value:.1f}", size=10))
+        body.append(text(cx, y0 + h + 18, group, size=12))
+        r = ratio(served[i], raw[i])
+        if r:
+            body.append(text(cx, y0 + h + 34, f"served ÷ raw {r:.2f}×", size=10, extra='fill="#555"'))
+    body += legend(x0, 58, [(SERVED, "vinoserve (served, gRPC)"), (RAW, "raw OpenVINO (in-process)")])
+    return svg_doc(width, height, body)
+
+
+def line_panel(x0: float, y0: float, w: float, h: float, xs: list[int], series: list[tuple[str, str, list, str]],
+               ylabel: str, title: str) -> list[str]:
+    values = [v for _, _, vs, _ in series for v in vs if v is not None]
+    ymax = nice_max(max(values or [1]))
+    body = [text(x0 + w / 2, y0 - 10, title, size=13, extra='font-weight="bold"')]
+    body += axes(x0, y0, w, h, ymax, ylabel)
+    n = len(xs)
+    px = [x0 + w * (i + 0.5) / n for i in range(n)]  # categorical x (clients 1, 2, 4, ...)
+    for x, c in zip(px, xs):
+        body.append(text(x, y0 + h + 16, str(c), size=11))
+    body.append(text(x0 + w / 2, y0 + h + 34, "concurrent clients", size=12))
+    for color, _, vs, dash in series:
+        pts = [(x, y0 + h - h * v / ymax) for x, v in zip(px, vs) if v is not None]
+        if len(pts) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+            body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2" {dash}/>')
+        for x, y in pts:
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+    body += legend(x0, y0 + h + 48, [(color, label) for color, label, _, _ in series])
+    return body
+
+
+def sweep_chart(title: str, subtitle: str, rows: list[dict]) -> str:
+    ok = [r for r in rows if "error" not in r]
+    xs = [r["clients"] for r in ok]
+    width, height = 980, 420
+    body = [text(width / 2, 22, title, size=15, extra='font-weight="bold"'),
+            text(width / 2, 40, subtitle, size=11, extra='fill="#555"')]
+    get = lambda key: [r.get(key) for r in ok]  # noqa: E731
+    body += line_panel(80, 80, 360, 250, xs, [
+        (SERVED, "served", get("served_img_s"), ""),
+        (RAW, "raw", get("raw_img_s"), ""),
+    ], "images / s", "Throughput")
+    dashed = 'stroke-dasharray="6 4"'
+    body += line_panel(580, 80, 360, 250, xs, [
+        (SERVED, "served p50", get("served_p50_ms"), ""),
+        ("#6a9fd8", "served p99", get("served_p99_ms"), dashed),
+        (RAW, "raw p50", get("raw_p50_ms"), ""),
+        ("#f7bb80", "raw p99", get("raw_p99_ms"), dashed),
+    ], "latency ms", "Latency")
+    return svg_doc(width, height, body)
+
+
+# ----------------------------------------------------------------------------------- render
+
+def cmd_render(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    meta = json.loads((out / "meta.json").read_text())
+    s = meta["settings"]
+    points = load_points(out)
+    report: dict = {"loadavg_end": _loadavg(), "elapsed_s": args.elapsed, "precisions": {},
+                    "criterion": criterion_results(out)}
+    charts: dict[str, str] = {}
+    (out / "charts").mkdir(exist_ok=True)
+    with_suite = lambda suite, precision: any(  # noqa: E731
+        p.get("suite") == suite and p.get("precision") == precision for p in points)
+    for precision in s["precisions"]:
+        if not (with_suite("tables", precision) or with_suite("sweep", precision)):
+            continue
+        label = precision_label(points, precision)
+        pr = {
+            "label": label,
+            "table1": table_rows(points, precision, s["table_hint"], [(m, 1) for m in s["models"]]),
+            "table2": table_rows(points, precision, s["table_hint"], [(m, 16) for m in s["models"]]),
+            "table3": table_rows(points, precision, s["table_hint"], [(TABLE3_MODEL, b) for b in (1, 8, 16, 32)]),
+            "sweep": sweep_rows(points, precision, s["sweep_clients"]) if with_suite("sweep", precision) else [],
+        }
+        report["precisions"][precision] = pr
+        sub = f"1 synchronous client, PERFORMANCE_HINT={s['table_hint']}, {label}"
+        for key, title, group in (("table1", "Table 1: batch 1", "model"), ("table2", "Table 2: batch 16", "model"),
+                                  ("table3", f"Table 3: {TABLE3_MODEL} by batch", "batch")):
+            rows = pr[key]
+            names = [r["model"] if group == "model" else f"batch {r['batch']}" for r in rows]
+            svg = bar_chart(title, sub, names, [r.get("served_img_s") for r in rows], [r.get("raw_img_s") for r in rows])
+            name = f"charts/{key}-{precision}.svg"
+            (out / name).write_text(svg)
+            charts[f"{key}-{precision}"] = name
+        if pr["sweep"]:
+            svg = sweep_chart(f"Concurrency sweep: {TABLE3_MODEL}, batch 1",
+                              f"PERFORMANCE_HINT={s['sweep_hint']}, {label}", pr["sweep"])
+            name = f"charts/sweep-{precision}.svg"
+            (out / name).write_text(svg)
+            charts[f"sweep-{precision}"] = name
+    if {"default", "f32"} <= report["precisions"].keys():
+        comparison = []
+        d, f32 = report["precisions"]["default"], report["precisions"]["f32"]
+        for key in ("table1", "table2", "table3"):
+            for a, b in zip(d[key], f32[key]):
+                pair = (a["model"], a["batch"])
+                if any((c["model"], c["batch"]) == pair for c in comparison):
+                    continue
+                comparison.append({"model": a["model"], "batch": a["batch"], "default": a.get("served_img_s"),
+                                   "f32": b.get("served_img_s"), "speedup": ratio(a.get("served_img_s"), b.get("served_img_s"))})
+        report["precision_comparison"] = comparison
+    (out / "results.md").write_text(render_markdown(meta, report, charts))
+    (out / "results.json").write_text(json.dumps({"meta": meta, "report": report, "points": points}, indent=2) + "\n")
+    print(out / "results.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="record machine, versions and settings in OUT/meta.json")
+    start.add_argument("out")
+    for flag in ("--mode", "--precisions", "--hint", "--sweep-hint", "--clients", "--models",
+                 "--protocol", "--model-dir", "--suites"):
+        start.add_argument(flag, required=True)
+    start.add_argument("--duration", type=float, required=True)
+    start.add_argument("--warmup", type=float, required=True)
+    render = sub.add_parser("render", help="write results.md, results.json and charts/ from OUT")
+    render.add_argument("out")
+    render.add_argument("--elapsed", type=float, help="wall time of the whole run, seconds")
+    args = ap.parse_args(argv)
+    {"start": cmd_start, "render": cmd_render}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Reproduces the 2018 OVMS vs TF Serving benchmark on this machine, as vinoserve (served, over
+# gRPC) vs the same model run in-process by OpenVINO (raw), plus a concurrency sweep and the
+# criterion micro-benchmarks. See README.md, "Benchmarks".
+#
+#   scripts/bench.sh --quick            # every point, 1 s warm-up + 3 s each (~8 min on 2 CPUs)
+#   scripts/bench.sh                    # full: 5 s warm-up + 20 s each (~40 min on 2 CPUs)
+#
+# Results go to bench-results/<timestamp>/ (git-ignored): results.md, results.json,
+# charts/*.svg, points.jsonl, bench.log, criterion/.
+set -euo pipefail
+
+ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+ALL_MODELS="resnet_v1_50,resnet_v2_50,resnet_v1_152,resnet_v2_152"
+TABLE3_MODEL="resnet_v1_50"
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/bench.sh [options]
+
+  --quick                 short points: 1 s warm-up + 3 s measured
+  --full                  the default: 5 s warm-up + 20 s measured
+  --precision P           default | f32 | both (default: both). "default" leaves OpenVINO's
+                          choice (bf16 on CPUs with bf16 support); f32 sets
+                          INFERENCE_PRECISION_HINT=f32
+  --duration S            seconds measured per point (overrides the mode)
+  --warmup S              seconds of load before measuring, per point (overrides the mode)
+  --only LIST             any of tables,sweep,micro (default: all three)
+  --models LIST           models of Tables 1 and 2 (default: all four ResNets);
+                          Table 3 and the sweep always use resnet_v1_50
+  --clients LIST          concurrency sweep (default: 1,2,4,8,16)
+  --hint H                PERFORMANCE_HINT of Tables 1-3 (default: LATENCY)
+  --sweep-hint H          PERFORMANCE_HINT of the sweep (default: THROUGHPUT)
+  --protocol P            grpc | rest (default: grpc, like the 2018 client)
+  --model-dir DIR         where the ResNets are (generated there if missing;
+                          default: generated/models)
+  --out DIR               results folder (default: bench-results/<timestamp>)
+  -h, --help              this text
+
+Tables 1-3 use one synchronous client (as the 2018 comparison did); the sweep is the concurrent
+case. Each point starts the server, measures it, stops it, then runs the raw baseline with the
+same model, shape and properties, so the two never share the CPUs.
+EOF
+}
+
+die() { echo "bench.sh: error: $*" >&2; exit 1; }
+
+mode=full precision=both duration="" warmup="" only="tables,sweep,micro"
+models="$ALL_MODELS" clients="1,2,4,8,16" hint=LATENCY sweep_hint=THROUGHPUT protocol=grpc
+model_dir="$ROOT/generated/models" out=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) mode=quick ;;
+        --full) mode=full ;;
+        --precision) precision="${2:?}"; shift ;;
+        --duration) duration="${2:?}"; shift ;;
+        --warmup) warmup="${2:?}"; shift ;;
+        --only) only="${2:?}"; shift ;;
+        --models) models="${2:?}"; shift ;;
+        --clients) clients="${2:?}"; shift ;;
+        --hint) hint="${2:?}"; shift ;;
+        --sweep-hint) sweep_hint="${2:?}"; shift ;;
+        --protocol) protocol="${2:?}"; shift ;;
+        --model-dir) model_dir="${2:?}"; shift ;;
+        --out) out="${2:?}"; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option $1" ;;
+    esac
+    shift
+done
+
+case "$precision" in
+    both) precisions=(default f32) ;;
+    default | f32) precisions=("$precision") ;;
+    *) die "--precision must be default, f32 or both" ;;
+esac
+if [[ $mode == quick ]]; then
+    : "${duration:=3}" "${warmup:=1}"
+    criterion_args=(--warm-up-time 1 --measurement-time 2)
+else
+    : "${duration:=20}" "${warmup:=5}"
+    criterion_args=()
+fi
+[[ $protocol == grpc || $protocol == rest ]] || die "--protocol must be grpc or rest"
+has() { [[ ",$only," == *",$1,"* ]]; }
+for part in ${only//,/ }; do
+    [[ $part == tables || $part == sweep || $part == micro ]] || die "--only: unknown part $part"
+done
+IFS=, read -r -a table_models <<<"$models"
+IFS=, read -r -a sweep_clients <<<"$clients"
+for m in "${table_models[@]}"; do
+    [[ ",$ALL_MODELS," == *",$m,"* ]] || die "--models: unknown model $m (choose from $ALL_MODELS)"
+done
+for c in "${sweep_clients[@]}"; do
+    [[ $c =~ ^[1-9][0-9]*$ ]] || die "--clients: $c is not a positive integer"
+done
+
+cd "$ROOT"
+scripts/setup.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+# The points of Tables 1-3 (model:batch, each measured once) and the models they need.
+points=()
+add_point() { [[ " ${points[*]} " == *" $1 "* ]] || points+=("$1"); }
+if has tables; then
+    for m in "${table_models[@]}"; do add_point "$m:1"; done
+    for m in "${table_models[@]}"; do add_point "$m:16"; done
+    for b in 1 8 16 32; do add_point "$TABLE3_MODEL:$b"; done
+fi
+needed=()
+for p in "${points[@]}"; do needed+=("${p%%:*}"); done
+has sweep && needed+=("$TABLE3_MODEL")
+
+# Build once, then run private copies: other builds in this checkout cannot swap the binaries
+# under a running benchmark.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "bench.sh: building the server and the benchmarks (release)"
+bench_targets=(--bench loadgen)
+has micro && bench_targets+=(--bench hot_path)
+cargo bench "${bench_targets[@]}" --no-run --message-format=json-render-diagnostics >"$work/build.jsonl"
+python3 - "$work/build.jsonl" "$work" <<'EOF'
+import json, shutil, sys
+wanted = {("bin", "vinoserve"), ("bench", "loadgen"), ("bench", "hot_path")}
+for line in open(sys.argv[1]):
+    msg = json.loads(line)
+    exe = msg.get("executable")
+    if msg.get("reason") == "compiler-artifact" and exe:
+        kind, name = msg["target"]["kind"][0], msg["target"]["name"]
+        if (kind, name) in wanted:
+            shutil.copy2(exe, f"{sys.argv[2]}/{name}")
+EOF
+[[ -x "$work/loadgen" && -x "$work/vinoserve" ]] || die "the build did not produce loadgen and vinoserve"
+
+for m in $(printf '%s\n' "${needed[@]}" | sort -u); do
+    if [[ -n $m && ! -f "$model_dir/$m/1/model.xml" ]]; then
+        echo "bench.sh: generating $m in $model_dir"
+        python3 scripts/make_resnet.py --models "$m" --out "$model_dir"
+    fi
+done
+
+if [[ -z $out ]]; then
+    out="$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    ln -sfn "$(basename "$out")" "$ROOT/bench-results/latest"
+else
+    mkdir -p "$out"
+fi
+out="$(cd "$out" && pwd)"
+log="$out/bench.log"
+: >"$out/points.jsonl"
+python3 benches/report.py start "$out" --mode "$mode" --precisions "$(IFS=,; echo "${precisions[*]}")" \
+    --hint "$hint" --sweep-hint "$sweep_hint" --clients "$clients" --models "$models" \
+    --protocol "$protocol" --model-dir "$model_dir" --suites "$only" \
+    --duration "$duration" --warmup "$warmup"
+
+sweep_points=0
+has sweep && sweep_points=${#sweep_clients[@]}
+total=$(( ${#precisions[@]} * (${#points[@]} + sweep_points) ))
+# Per point: warm-up + window, twice (served, raw), plus ~5 s of server start, compiles and stop
+# (measured: ~4 s per point on a 2-CPU VM).
+batches=$(for p in "${points[@]}"; do echo "${p##*:}"; done | paste -sd, -)
+estimate=$(python3 -c "
+windows = $sweep_points + sum(max(1, b / 8) for b in [$batches])
+per_precision = windows * 2 * $duration + ($sweep_points + ${#points[@]}) * (2 * $warmup + 5)
+print(round(${#precisions[@]} * per_precision / 60))")
+echo "bench.sh: $total points ($mode: ${warmup}s warm-up + ${duration}s each, served then raw), about $estimate min; results in $out"
+
+# Batch B > 8 is measured B/8 times longer, so that a window holds about as many requests as
+# at batch 8 (a batch-32 request takes over a second here).
+point_duration() { python3 -c "print($duration * max(1, $1 / 8))"; }
+
+done_points=0
+# run_point SUITE PRECISION HINT MODEL BATCH CLIENTS: one served + raw measurement, appended to
+# points.jsonl (a failed point is recorded with its error and the run goes on).
+run_point() {
+    local suite=$1 prec=$2 perf_hint=$3 model=$4 batch=$5 n=$6
+    local plugin=(--plugin "PERFORMANCE_HINT=$perf_hint")
+    [[ $prec == default ]] || plugin+=(--plugin "INFERENCE_PRECISION_HINT=$prec")
+    local context
+    context=$(printf '"suite":"%s","precision":"%s","hint":"%s","model":"%s","batch":%d,"clients":%d' \
+        "$suite" "$prec" "$perf_hint" "$model" "$batch" "$n")
+    done_points=$((done_points + 1))
+    printf 'bench.sh: [%d/%d] %s, %s precision, %s batch %d, %d client(s): ' \
+        "$done_points" "$total" "$suite" "$prec" "$model" "$batch" "$n"
+    echo "=== $suite $prec $perf_hint $model batch $batch clients $n" >>"$log"
+    local stdout rc=0
+    stdout=$("$work/loadgen" --spawn-server --server-bin "$work/vinoserve" \
+        --model-dir "$model_dir/$model" --shape "$batch,224,224,3" "${plugin[@]}" \
+        --clients "$n" --warmup "$warmup" --duration "$(point_duration "$batch")" \
+        --protocol "$protocol" --compare-raw --json 2>>"$log") || rc=$?
+    printf '%s\n' "$stdout" >>"$log"
+    local records=()
+    mapfile -t records < <(grep '^{' <<<"$stdout" || true)
+    if [[ $rc -eq 0 && ${#records[@]} -eq 2 ]]; then
+        printf '{%s,"served":%s,"raw":%s}\n' "$context" "${records[0]}" "${records[1]}" >>"$out/points.jsonl"
+        grep '^served ÷ raw' <<<"$stdout" || echo "done"
+    else
+        printf '{%s,"error":"loadgen failed (exit %d); see bench.log"}\n' "$context" "$rc" >>"$out/points.jsonl"
+        echo "FAILED (exit $rc), see $log"
+    fi
+}
+
+for prec in "${precisions[@]}"; do
+    for p in "${points[@]}"; do
+        run_point tables "$prec" "$hint" "${p%%:*}" "${p##*:}" 1
+    done
+    if has sweep; then
+        for n in "${sweep_clients[@]}"; do
+            run_point sweep "$prec" "$sweep_hint" "$TABLE3_MODEL" 1 "$n"
+        done
+    fi
+done
+
+if has micro; then
+    echo "bench.sh: criterion micro-benchmarks (benches/hot_path.rs)"
+    CRITERION_HOME="$out/criterion" "$work/hot_path" --bench "${criterion_args[@]}" 2>&1 \
+        | tee -a "$log" | grep -E '^[a-z_]+/|time:' || die "hot_path failed; see $log"
+fi
+
+python3 benches/report.py render "$out" --elapsed "$SECONDS" >/dev/null
+echo
+cat "$out/results.md"
+echo "bench.sh: done in $((SECONDS / 60)) min $((SECONDS % 60)) s; results in $out"
