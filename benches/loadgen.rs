@@ -40,6 +40,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
+use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use vinoserve::proto::inference::{model_infer_request, ModelInferRequest};
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest};
 use vinoserve::proto::tensorflow::{
@@ -58,6 +60,9 @@ struct Args {
     /// Load a running server over TFS gRPC Predict at ADDR (host:port).
     #[arg(long, value_name = "ADDR")]
     grpc: Option<String>,
+    /// Load a running server over KServe v2 gRPC ModelInfer (raw_input_contents) at ADDR.
+    #[arg(long, value_name = "ADDR")]
+    kserve: Option<String>,
     /// Load a running server over TFS REST :predict (columnar JSON) at ADDR (host:port).
     #[arg(long, value_name = "ADDR")]
     rest: Option<String>,
@@ -121,7 +126,10 @@ struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Protocol {
+    /// TFS PredictionService/Predict.
     Grpc,
+    /// KServe v2 GRPCInferenceService/ModelInfer.
+    Kserve,
     Rest,
 }
 
@@ -150,6 +158,14 @@ fn run(args: &Args) -> Result<()> {
             &workload,
             None,
         )?);
+    } else if let Some(addr) = &args.kserve {
+        let workload = Workload::from_flags(args)?;
+        reports.push(run_served(
+            args,
+            &Target::Kserve(addr.clone()),
+            &workload,
+            None,
+        )?);
     } else if let Some(addr) = &args.rest {
         let workload = Workload::from_flags(args)?;
         reports.push(run_served(
@@ -172,7 +188,9 @@ fn run(args: &Args) -> Result<()> {
             reports.push(run_raw(args, &file, &workload, &plugin)?);
         }
     } else {
-        eprintln!("loadgen: no target (--grpc, --rest, --raw or --spawn-server); see --help");
+        eprintln!(
+            "loadgen: no target (--grpc, --kserve, --rest, --raw or --spawn-server); see --help"
+        );
         return Ok(());
     }
     print_reports(args, &reports);
@@ -337,6 +355,21 @@ impl Workload {
                 ..Default::default()
             }),
             inputs: HashMap::from([(self.input.clone(), tensor)]),
+            ..Default::default()
+        }
+    }
+
+    /// KServe ModelInfer with the input as `raw_input_contents` (shares the prebuilt bytes).
+    fn infer_request(&self) -> ModelInferRequest {
+        ModelInferRequest {
+            model_name: self.model.clone(),
+            inputs: vec![model_infer_request::InferInputTensor {
+                name: self.input.clone(),
+                datatype: self.dtype.name.to_string(),
+                shape: self.shape.iter().map(|&d| d as i64).collect(),
+                ..Default::default()
+            }],
+            raw_input_contents: vec![self.bytes.clone()],
             ..Default::default()
         }
     }
@@ -550,6 +583,7 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
 
 enum Target {
     Grpc(String),
+    Kserve(String),
     Rest(String),
 }
 
@@ -561,6 +595,10 @@ enum Client {
         client: PredictionServiceClient<Channel>,
         request: PredictRequest,
     },
+    Kserve {
+        client: GrpcInferenceServiceClient<Channel>,
+        request: ModelInferRequest,
+    },
     Rest {
         client: reqwest::Client,
         url: String,
@@ -568,16 +606,26 @@ enum Client {
     },
 }
 
+async fn grpc_channel(addr: &str) -> Result<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad gRPC address {addr}: {e}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to gRPC {addr}: {e}"))
+}
+
 impl Client {
     async fn connect(target: &Target, workload: &Workload) -> Result<Client> {
         Ok(match target {
+            Target::Kserve(addr) => Client::Kserve {
+                client: GrpcInferenceServiceClient::new(grpc_channel(addr).await?)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX),
+                request: workload.infer_request(),
+            },
             Target::Grpc(addr) => {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| format!("bad --grpc address {addr}: {e}"))?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .map_err(|e| format!("cannot connect to gRPC {addr}: {e}"))?;
+                let channel = grpc_channel(addr).await?;
                 Client::Grpc {
                     client: PredictionServiceClient::new(channel)
                         .max_decoding_message_size(usize::MAX)
@@ -602,6 +650,11 @@ impl Client {
         match self {
             Client::Grpc { client, request } => client
                 .predict(request.clone())
+                .await
+                .map(drop)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            Client::Kserve { client, request } => client
+                .model_infer(request.clone())
                 .await
                 .map(drop)
                 .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
@@ -676,6 +729,7 @@ fn run_served(
     })?;
     let kind = match target {
         Target::Grpc(_) => "grpc",
+        Target::Kserve(_) => "kserve",
         Target::Rest(_) => "rest",
     };
     Ok(Report::new(
@@ -1009,6 +1063,7 @@ fn run_spawned(
     let server = SpawnedServer::start(args, model_dir, workload, plugin)?;
     let target = match args.protocol {
         Protocol::Grpc => Target::Grpc(server.grpc.clone()),
+        Protocol::Kserve => Target::Kserve(server.grpc.clone()),
         Protocol::Rest => Target::Rest(server.rest.clone()),
     };
     eprintln!(
