@@ -16,6 +16,10 @@ LIBDIR="$PYDIR/openvino/libs"
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
+# Whether apt knows an installable version of package $1. grep reads all of apt-cache's output:
+# with `grep -q` apt-cache could die of SIGPIPE, and pipefail would turn that into "no".
+apt_has() { apt-cache policy "$1" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; }
+
 command -v python3 >/dev/null 2>&1 || die "python3 not found in PATH"
 
 # Native libraries the Rust build links against: hwloc for NUMA topology (the hwlocality
@@ -29,13 +33,28 @@ fi
 # systemd-analyze (Debian package systemd) lets the tests verify config/vinoserve.service.
 # Optional: without it that one check is skipped, with a message.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
-    if { apt-cache policy systemd 2>/dev/null | grep -q 'Candidate: [0-9]'; } ||
-        { apt-get update -qq >/dev/null 2>&1 && apt-cache policy systemd 2>/dev/null | grep -q 'Candidate: [0-9]'; }; then
+    if apt_has systemd || { apt-get update -qq >/dev/null 2>&1 && apt_has systemd; }; then
         echo "setup.sh: installing systemd (for systemd-analyze verify in the tests)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
             || echo "setup.sh: could not install systemd; the unit file check will be skipped"
     else
         echo "setup.sh: no systemd package available; the unit file check will be skipped"
+    fi
+fi
+
+# nginx lets tests/nginx_failover.rs check failover behind deploy/nginx/vinoserve.conf.template.
+# Optional: without it that test is skipped, with a message. The tests start their own nginx on
+# free ports; where the package starts a system nginx, it is left as apt set it up.
+if ! command -v nginx >/dev/null 2>&1; then
+    if apt_has nginx || { apt-get update -qq >/dev/null 2>&1 && apt_has nginx; }; then
+        echo "setup.sh: installing nginx (for the load-balancer failover test)"
+        # Quiet (debconf chatters on stderr), except when it fails.
+        if ! out="$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx 2>&1)"; then
+            echo "$out" >&2
+            echo "setup.sh: could not install nginx; the failover test will be skipped"
+        fi
+    else
+        echo "setup.sh: no nginx package available; the failover test will be skipped"
     fi
 fi
 

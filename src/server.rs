@@ -63,12 +63,8 @@ fn start_grpc(
                         return;
                     }
                 };
-                let incoming = match tokio::net::TcpListener::from_std(listener) {
-                    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without
-                    // NODELAY, small replies can wait ~40 ms for delayed ACKs.
-                    Ok(l) => {
-                        tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true))
-                    }
+                let incoming = match grpc_incoming(listener, stopped) {
+                    Ok(incoming) => incoming,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot use the gRPC listener");
                         return;
@@ -95,9 +91,10 @@ fn start_grpc(
                     .add_service(health)
                     .add_service(reflection)
                     .add_service(reflection_v1alpha)
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = stopped.await;
-                    })
+                    // The stop switch ends `incoming` instead (see there); a shutdown future
+                    // is still given because it is what makes tonic drain the connections
+                    // (GOAWAY, then wait for their requests) once `incoming` has ended.
+                    .serve_with_incoming_shutdown(incoming, std::future::pending::<()>())
                     .await;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "gRPC server failed");
@@ -106,6 +103,56 @@ fn start_grpc(
             let _ = finished.send(());
         })?;
     Ok(GrpcServer { addr, stop, done })
+}
+
+/// The gRPC listener's connections for tonic until `stop` fires; then the connections the
+/// kernel has already queued, accepted without waiting; then the end of the stream, which closes
+/// the listener (tonic then sends GOAWAY on every connection and waits for their requests).
+///
+/// Closing a listening socket resets the connections still in its accept queue, and their
+/// clients may have sent a request already: a load balancer that opened one just before the
+/// stop cannot retry that request elsewhere (nginx keeps no gRPC request bodies), so it would
+/// fail. Accepted, they drain like the others. Connections after the close are refused, which
+/// balancers do retry on another instance.
+fn grpc_incoming(
+    listener: std::net::TcpListener,
+    stop: oneshot::Receiver<()>,
+) -> std::io::Result<impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>> {
+    /// More than any accept queue (Linux caps them at `net.core.somaxconn`, 4096 by default),
+    /// so that a flood of connections cannot hold the shutdown.
+    const QUEUED_AT_MOST: usize = 4096;
+    // The same socket, non-blocking like `listener`: accepts without the reactor's readiness.
+    let queued = listener.try_clone()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
+    // replies can wait ~40 ms for delayed ACKs.
+    let prepare = |stream: tokio::net::TcpStream| stream.set_nodelay(true).map(|()| stream);
+    let state = (listener, queued, Some(stop), 0);
+    Ok(futures::stream::unfold(
+        state,
+        move |(listener, queued, stop, drained)| async move {
+            if let Some(mut stop) = stop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => {}
+                    accepted = listener.accept() => {
+                        let next = accepted.and_then(|(stream, _)| prepare(stream));
+                        return Some((next, (listener, queued, Some(stop), 0)));
+                    }
+                }
+            }
+            if drained == QUEUED_AT_MOST {
+                return None;
+            }
+            // The first error (normally WouldBlock: the queue is empty) ends the stream.
+            let (stream, _) = queued.accept().ok()?;
+            let next = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                .and_then(prepare);
+            Some((next, (listener, queued, None, drained + 1)))
+        },
+    ))
 }
 
 fn start_rest(
@@ -289,4 +336,36 @@ pub async fn serve(
     let _ = manager.send(RetireEverything).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::net::TcpStream;
+
+    #[tokio::test]
+    async fn grpc_incoming_hands_over_the_queued_connections_after_the_stop_then_closes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let mut incoming = std::pin::pin!(grpc_incoming(listener, stopped).unwrap());
+
+        let _served = TcpStream::connect(addr).unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+
+        // The kernel completes these handshakes; nothing accepts them before the stop.
+        let _queued: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        stop.send(()).unwrap();
+        for _ in 0..5 {
+            let accepted = incoming.next().await.unwrap().unwrap();
+            assert!(accepted.nodelay().unwrap());
+        }
+        assert!(incoming.next().await.is_none());
+        // The end of the stream closed the listener: later clients are refused at once.
+        let refused = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 }

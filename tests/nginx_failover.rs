@@ -1,0 +1,611 @@
+//! Scale-out: two vinoserve instances behind nginx, configured from
+//! `deploy/nginx/vinoserve.conf.template`, under continuous load over gRPC and REST (TF Serving
+//! and KServe v2 on each). One instance gets SIGTERM; the load goes on; not one request may fail,
+//! and the other instance must take the traffic.
+//!
+//! The instances serve different versions of the `add` fixture (instance 1 only version 1,
+//! `y = x + 1`; instance 2 only version 2, `y = x + 2`), so every answer says which instance
+//! computed it, and is checked against its inputs.
+//!
+//! Needs nginx on PATH (`scripts/setup.sh` installs it); without it the test says SKIPPED and
+//! passes. It starts nginx itself, in the foreground, on free ports in a temporary prefix.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Repo, Server};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use vinoserve::proto::inference::model_infer_request::InferInputTensor;
+use vinoserve::proto::inference::{InferTensorContents, ModelInferRequest};
+use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
+use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest};
+use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+const TEMPLATE: &str = include_str!("../deploy/nginx/vinoserve.conf.template");
+/// Load before the SIGTERM, and after it.
+const BEFORE: Duration = Duration::from_secs(3);
+const AFTER: Duration = Duration::from_secs(4);
+/// How long the terminated instance may take to drain and exit while the load goes on.
+const DRAIN: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------------------------------ nginx
+
+fn nginx_installed() -> bool {
+    Command::new("nginx")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A port nothing listens on right now: bound on 127.0.0.1:0, then released for nginx.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx in the foreground, with its prefix (config, pid, log, temp files) in a temporary
+/// folder.
+struct Nginx {
+    child: Child,
+    grpc: String,
+    rest: String,
+    log: PathBuf,
+    _prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Renders the template for `backends` (gRPC address, REST address) and starts nginx;
+    /// returns once both listeners accept connections.
+    fn start(backends: [(&str, &str); 2]) -> Nginx {
+        let prefix = tempfile::tempdir().unwrap();
+        let dir = prefix.path();
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let rest = format!("127.0.0.1:{}", free_port());
+        let site = TEMPLATE
+            .replace("@GRPC_LISTEN@", &grpc)
+            .replace("@REST_LISTEN@", &rest)
+            .replace("@GRPC_BACKEND_1@", backends[0].0)
+            .replace("@GRPC_BACKEND_2@", backends[1].0)
+            .replace("@REST_BACKEND_1@", backends[0].1)
+            .replace("@REST_BACKEND_2@", backends[1].1);
+        assert!(!has_placeholder(&site), "a placeholder was left:\n{site}");
+        std::fs::write(dir.join("vinoserve.conf"), site).unwrap();
+        // Everything nginx writes stays in the prefix (the package's defaults are in /var).
+        let temp = |name: &str| dir.join("temp").join(name).display().to_string();
+        let main = format!(
+            "worker_processes 1;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+             access_log off;\n\
+             client_body_temp_path {};\n\
+             proxy_temp_path {};\n\
+             fastcgi_temp_path {};\n\
+             uwsgi_temp_path {};\n\
+             scgi_temp_path {};\n\
+             include {};\n\
+             }}\n",
+            temp("client_body"),
+            temp("proxy"),
+            temp("fastcgi"),
+            temp("uwsgi"),
+            temp("scgi"),
+            dir.join("vinoserve.conf").display()
+        );
+        std::fs::create_dir_all(dir.join("temp")).unwrap();
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        // The log goes to a file: the failed attempts it records (and retries) are expected
+        // here, and are shown with the test's results rather than between them.
+        let log = dir.join("error.log");
+        let globals = format!(
+            "daemon off; pid {}; error_log {} warn;",
+            dir.join("nginx.pid").display(),
+            log.display()
+        );
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(&log)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", &globals])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx {
+            child,
+            grpc,
+            rest,
+            log,
+            _prefix: prefix,
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while !(accepts(&nginx.grpc) && accepts(&nginx.rest)) {
+            if let Some(status) = nginx.child.try_wait().unwrap() {
+                panic!("nginx exited at start-up: {status}\n{}", nginx.log_text());
+            }
+            assert!(Instant::now() < deadline, "nginx did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Whether `text` still has an `@NAME@` placeholder (`@name` alone is an nginx named location).
+fn has_placeholder(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('@').collect();
+    let enclosed = &parts[1..parts.len().saturating_sub(1).max(1)];
+    enclosed.iter().any(|p| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+fn accepts(addr: &str) -> bool {
+    TcpStream::connect(addr).is_ok()
+}
+
+impl Drop for Nginx {
+    /// SIGTERM (fast shutdown, which also ends the worker), then SIGKILL if it lingers.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------ load
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    /// gRPC `tensorflow.serving.PredictionService/Predict`.
+    GrpcTfs,
+    /// gRPC `inference.GRPCInferenceService/ModelInfer`.
+    GrpcKserve,
+    /// `POST /v1/models/add:predict`.
+    RestTfs,
+    /// `POST /v2/models/add/infer`.
+    RestKserve,
+}
+
+const CLIENTS: &[Api] = &[
+    Api::GrpcTfs,
+    Api::GrpcTfs,
+    Api::GrpcKserve,
+    Api::RestTfs,
+    Api::RestTfs,
+    Api::RestKserve,
+];
+
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    /// A correct answer from the instance serving this version (1 or 2).
+    Answered(i64),
+    Failed(String),
+    /// An answer whose values do not match `x + version`.
+    Wrong(String),
+}
+
+#[derive(Clone, Debug)]
+struct Record {
+    client: usize,
+    sent: Instant,
+    outcome: Outcome,
+}
+
+/// One connection to nginx per client, of the client's kind.
+enum Connection {
+    GrpcTfs(PredictionServiceClient<Channel>),
+    GrpcKserve(GrpcInferenceServiceClient<Channel>),
+    /// A client with its own connection pool, and the URL it posts to.
+    Rest(Api, reqwest::Client, String),
+}
+
+/// How long a client waits for one answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Connection {
+    async fn open(api: Api, nginx: &Nginx) -> Connection {
+        let grpc = format!("http://{}", nginx.grpc);
+        let rest = |path: &str| {
+            let url = format!("http://{}{path}", nginx.rest);
+            Connection::Rest(api, reqwest::Client::new(), url)
+        };
+        match api {
+            Api::GrpcTfs => {
+                Connection::GrpcTfs(PredictionServiceClient::connect(grpc).await.unwrap())
+            }
+            Api::GrpcKserve => {
+                Connection::GrpcKserve(GrpcInferenceServiceClient::connect(grpc).await.unwrap())
+            }
+            Api::RestTfs => rest("/v1/models/add:predict"),
+            Api::RestKserve => rest("/v2/models/add/infer"),
+        }
+    }
+
+    /// Sends one request for `x` and judges the answer.
+    async fn call(&mut self, x: &[f32]) -> Outcome {
+        match self {
+            Connection::GrpcTfs(client) => grpc_tfs(client, x).await,
+            Connection::GrpcKserve(client) => grpc_kserve(client, x).await,
+            Connection::Rest(api, client, url) => rest(*api, client, url, x).await,
+        }
+    }
+}
+
+fn failed(status: tonic::Status) -> Outcome {
+    Outcome::Failed(format!("{:?}: {}", status.code(), status.message()))
+}
+
+async fn grpc_tfs(client: &mut PredictionServiceClient<Channel>, x: &[f32]) -> Outcome {
+    let tensor = TensorProto {
+        dtype: Tf::DtFloat as i32,
+        tensor_shape: Some(shape_proto(&[1i64, 10])),
+        tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(x).to_vec()),
+        ..Default::default()
+    };
+    let mut request = tonic::Request::new(PredictRequest {
+        model_spec: Some(ModelSpec {
+            name: "add".into(),
+            ..Default::default()
+        }),
+        inputs: HashMap::from([("x".to_string(), tensor)]),
+        ..Default::default()
+    });
+    request.set_timeout(TIMEOUT);
+    let response = match client.predict(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return failed(status),
+    };
+    let Some(VersionChoice::Version(version)) = response.model_spec.and_then(|s| s.version_choice)
+    else {
+        return Outcome::Wrong("the answer names no version".into());
+    };
+    let y = response
+        .outputs
+        .get("y")
+        .map(|t| bytemuck::pod_collect_to_vec(&t.tensor_content))
+        .unwrap_or_default();
+    judge(x, &y, Some(version))
+}
+
+async fn grpc_kserve(client: &mut GrpcInferenceServiceClient<Channel>, x: &[f32]) -> Outcome {
+    let mut request = tonic::Request::new(ModelInferRequest {
+        model_name: "add".into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 10],
+            contents: Some(InferTensorContents {
+                fp32_contents: x.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    request.set_timeout(TIMEOUT);
+    let response = match client.model_infer(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return failed(status),
+    };
+    let y = response
+        .raw_output_contents
+        .first()
+        .map(|bytes| bytemuck::pod_collect_to_vec(bytes))
+        .unwrap_or_default();
+    judge(x, &y, response.model_version.parse().ok())
+}
+
+async fn rest(api: Api, client: &reqwest::Client, url: &str, x: &[f32]) -> Outcome {
+    let body = match api {
+        Api::RestTfs => json!({"instances": [x]}),
+        _ => json!({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": x}]}),
+    };
+    let response = match client.post(url).json(&body).timeout(TIMEOUT).send().await {
+        Ok(response) => response,
+        Err(e) => return Outcome::Failed(format!("{e:?}")),
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Outcome::Failed(format!("HTTP {status}: {text}"));
+    }
+    let Ok(answer) = serde_json::from_str::<Value>(&text) else {
+        return Outcome::Wrong(format!("not JSON: {text}"));
+    };
+    let (values, version) = match api {
+        // TF Serving's REST answer names no version: the values tell.
+        Api::RestTfs => (&answer["predictions"][0], None),
+        _ => (
+            &answer["outputs"][0]["data"],
+            answer["model_version"]
+                .as_str()
+                .and_then(|v| v.parse().ok()),
+        ),
+    };
+    let y: Vec<f32> = values
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .map(|v| v as f32)
+        .collect();
+    judge(x, &y, version)
+}
+
+/// `y` must be `x + version`; `version` is the one the answer names, or else the one its values
+/// imply. Only versions 1 and 2 exist.
+fn judge(x: &[f32], y: &[f32], version: Option<i64>) -> Outcome {
+    let Some(version) = version.or_else(|| y.first().map(|y0| (y0 - x[0]) as i64)) else {
+        return Outcome::Wrong("empty answer".into());
+    };
+    let want: Vec<f32> = x.iter().map(|v| v + version as f32).collect();
+    if !(1..=2).contains(&version) || y != want {
+        return Outcome::Wrong(format!("version {version}: y = {y:?}, expected {want:?}"));
+    }
+    Outcome::Answered(version)
+}
+
+/// Closed-loop clients through nginx, one request outstanding each, every response recorded.
+struct Load {
+    records: Arc<Mutex<Vec<Record>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(nginx: &Nginx) -> Load {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (index, &api) in CLIENTS.iter().enumerate() {
+            let mut connection = Connection::open(api, nginx).await;
+            let (records, stop) = (records.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    // Exact in f32 (so is x + 1, x + 2); differs per client and request.
+                    let x: Vec<f32> = (0..10)
+                        .map(|i| (n % 512) as f32 + i as f32 * 0.25 + index as f32 * 0.0625)
+                        .collect();
+                    let sent = Instant::now();
+                    let outcome = connection.call(&x).await;
+                    records.lock().unwrap().push(Record {
+                        client: index,
+                        sent,
+                        outcome,
+                    });
+                    n = n.wrapping_add(1);
+                }
+            }));
+        }
+        Load {
+            records,
+            stop,
+            tasks,
+        }
+    }
+
+    fn records(&self) -> Vec<Record> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// Polls the responses so far until `done` holds; panics with the tally after [`DEADLINE`].
+    async fn wait_until(&self, what: &str, done: impl Fn(&[Record]) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !done(&self.records.lock().unwrap()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\n{}",
+                Tally::new(&self.records(), None)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks.drain(..) {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Responses per client, split at the SIGTERM (by when the request was sent): answers per
+/// version, failures, wrong answers.
+struct Tally {
+    rows: BTreeMap<(usize, bool, String), usize>,
+}
+
+impl Tally {
+    fn new(records: &[Record], term: Option<Instant>) -> Tally {
+        let mut rows = BTreeMap::new();
+        for r in records {
+            let after = term.is_some_and(|t| r.sent >= t);
+            let key = match &r.outcome {
+                Outcome::Answered(v) => format!("v{v}"),
+                Outcome::Failed(_) => "FAILED".into(),
+                Outcome::Wrong(_) => "WRONG".into(),
+            };
+            *rows.entry((r.client, after, key)).or_default() += 1;
+        }
+        Tally { rows }
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (client, api) in CLIENTS.iter().enumerate() {
+            for (after, phase) in [(false, "before"), (true, "after ")] {
+                let counts: Vec<String> = self
+                    .rows
+                    .iter()
+                    .filter(|((c, a, _), _)| *c == client && *a == after)
+                    .map(|((_, _, key), n)| format!("{key}: {n}"))
+                    .collect();
+                if !counts.is_empty() {
+                    let api = format!("{api:?}");
+                    writeln!(
+                        f,
+                        "  client {client} {api:<10} {phase} SIGTERM: {}",
+                        counts.join(", ")
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------ test
+
+/// nginx's error log, one line per message with its count, e.g. `4 × connect() failed (111:
+/// Connection refused) while connecting to upstream` (the text between the connection number
+/// and the client).
+fn log_summary(log: &str) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in log.lines() {
+        let message = line.split_once(" *").map_or(line, |(_, rest)| {
+            let rest = rest.split_once(' ').map_or(rest, |(_, m)| m);
+            rest.split_once(", client:").map_or(rest, |(m, _)| m)
+        });
+        *counts.entry(message).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(message, n)| format!("  {n} × {message}\n"))
+        .collect()
+}
+
+/// A repository serving only `version` of `add` (`y = x + version`).
+fn instance_repo(version: i64) -> Repo {
+    Repo::new(&[(
+        "add",
+        &format!(r#""model_version_policy": {{"specific": {{"versions": [{version}]}}}}"#),
+    )])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_one_instance_behind_nginx_fails_no_request() {
+    if !nginx_installed() {
+        // Straight to stderr: the test harness captures eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: nginx not installed (scripts/setup.sh installs it)"
+        );
+        return;
+    }
+    let repos = [instance_repo(1), instance_repo(2)];
+    let drain = ["--drain_timeout_seconds", "20"];
+    let mut servers = [
+        Server::with_config(&repos[0], &drain),
+        Server::with_config(&repos[1], &drain),
+    ];
+    servers.iter().for_each(Server::wait_loaded);
+    let nginx = Nginx::start([
+        (&servers[0].grpc_addr, &servers[0].rest_addr),
+        (&servers[1].grpc_addr, &servers[1].rest_addr),
+    ]);
+
+    let mut load = Load::start(&nginx).await;
+    load.wait_until("every client has answers from both instances", |records| {
+        (0..CLIENTS.len()).all(|c| {
+            [1, 2].iter().all(|&v| {
+                records
+                    .iter()
+                    .any(|r| r.client == c && r.outcome == Outcome::Answered(v))
+            })
+        })
+    })
+    .await;
+    tokio::time::sleep(BEFORE).await;
+
+    let term = Instant::now();
+    servers[0].signal("TERM");
+    let exit = loop {
+        let exit = servers[0].child.try_wait().unwrap();
+        if exit.is_some() || term.elapsed() > DRAIN {
+            break exit;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let drained = term.elapsed();
+    tokio::time::sleep(AFTER.saturating_sub(drained)).await;
+    load.stop().await;
+
+    let records = load.records();
+    let tally = Tally::new(&records, Some(term));
+    eprintln!(
+        "{} responses; instance 1: {} {drained:?} after its SIGTERM\n{tally}\
+         nginx's log (attempts that failed and were retried elsewhere):\n{}",
+        records.len(),
+        exit.map_or("still running".into(), |status| status.to_string()),
+        log_summary(&nginx.log_text())
+    );
+    let bad: Vec<&Record> = records
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Answered(_)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed or were answered wrongly, first: {:?}\n{tally}",
+        bad.len(),
+        records.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(
+        exit.is_some_and(|status| status.code() == Some(0)),
+        "instance 1 should drain and exit 0 within {DRAIN:?} while the load goes on: {exit:?}"
+    );
+    for (client, api) in CLIENTS.iter().enumerate() {
+        let survivor = records
+            .iter()
+            .filter(|r| r.client == client && r.sent >= term + drained)
+            .filter(|r| r.outcome == Outcome::Answered(2))
+            .count();
+        assert!(
+            survivor > 0,
+            "client {client} ({api:?}) had no answer from instance 2 after instance 1 exited\n{tally}"
+        );
+    }
+}
