@@ -227,4 +227,3 @@ impl<F: FnMut()> Drop for Guard<F> {
         (self.0)();
     }
 }
-

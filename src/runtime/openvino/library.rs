@@ -51,8 +51,12 @@ fn library_file(candidate: &Path) -> Option<PathBuf> {
 pub fn load(explicit: Option<&Path>) -> Result<PathBuf, String> {
     // An operator who names a location means that one: never fall back to another runtime.
     if let Some(path) = explicit {
-        let file = library_file(path)
-            .ok_or_else(|| format!("OpenVINO runtime not found at {}: {INSTALL_HINT}", path.display()))?;
+        let file = library_file(path).ok_or_else(|| {
+            format!(
+                "OpenVINO runtime not found at {}: {INSTALL_HINT}",
+                path.display()
+            )
+        })?;
         openvino_sys::library::load_from(&file)
             .map_err(|e| format!("cannot load OpenVINO from {}: {e}", file.display()))?;
         return Ok(file);
