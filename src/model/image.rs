@@ -355,6 +355,20 @@ fn open<'b>(
             ),
         ));
     }
+    // Every 8x8 block of a JPEG's full-resolution component takes at least one bit (no Huffman
+    // code is shorter; arithmetic coding is not supported), so a file with fewer bytes than
+    // blocks / 8 is truncated. The decoder would pad it to the declared size: a few hundred
+    // bytes would cost the decoding, and the tensor, of an image of up to the pixel limit.
+    let needed = u64::from(width / 8) * u64::from(height / 8) / 8;
+    if format == ImageFormat::Jpeg && (bytes.len() as u64) < needed {
+        return Err(invalid(
+            input,
+            format!(
+                "Invalid image data - image {index} is a truncated JPEG: {width}x{height} takes at least {needed} bytes, it has {}",
+                bytes.len()
+            ),
+        ));
+    }
     Ok((decoder, format))
 }
 
@@ -659,6 +673,26 @@ mod tests {
             e.starts_with("Invalid image size of image 0 - 65535x65535 is 4294.8 megapixels"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn truncated_jpegs_are_refused_before_decoding() {
+        // An 8x8 JPEG whose frame header declares 4096 x 4096: the decoder would pad the
+        // other 262143 blocks (48 MiB of pixels from ~650 bytes) instead of failing.
+        let s = spec(DataType::U8, &[1, -1, -1, 3]);
+        let mut bytes = jpeg(&pattern(8, 8)).to_vec();
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x10, 0x00, 0x10, 0x00]);
+        let e = message(decode_images(&s, &[Bytes::from(bytes.clone())], false));
+        assert_eq!(
+            e,
+            format!("Invalid image data - image 0 is a truncated JPEG: 4096x4096 takes at least 32768 bytes, it has {}; input name: image", bytes.len())
+        );
+        // The most compressible real JPEG, a flat one, is far above the bound.
+        let flat = jpeg(&RgbImage::from_pixel(512, 512, Rgb([7, 7, 7])));
+        assert!(flat.len() > 512 * 512 / 64 / 8, "{}", flat.len());
+        let t = decode_images(&s, &[flat], false).unwrap();
+        assert_eq!(t.shape, vec![1, 512, 512, 3]);
     }
 
     #[test]
