@@ -22,7 +22,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use vinoserve::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto};
@@ -31,8 +31,7 @@ use vinoserve::model::servable::{PoolSpec, Servable};
 use vinoserve::model::validate::validate_inputs;
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
 use vinoserve::proto::tensorflow::{DataType as TfType, TensorProto};
-use vinoserve::runtime::fake::FakeBackend;
-use vinoserve::runtime::{LoadSpec, Reshape};
+use vinoserve::runtime::fake::{fake_load_spec, FakeBackend};
 use vinoserve::tensor::{tensor_from_slice, DataType, Signature, Tensor, TensorSpec};
 
 const IMAGE: [i64; 4] = [1, 224, 224, 3];
@@ -158,14 +157,7 @@ fn populated_registry() -> Registry {
         let model = format!("model_{m}");
         let servables: Vec<(u64, Arc<Servable>)> = (1..=2)
             .map(|version| {
-                let spec = LoadSpec {
-                    model: model.clone(),
-                    version,
-                    dir: std::env::temp_dir(),
-                    device: "CPU".into(),
-                    plugin_config: BTreeMap::new(),
-                    reshape: Reshape::None,
-                };
+                let spec = fake_load_spec(&model, version);
                 let servable = Servable::load(&backend, &spec, &pool, Box::new(|| {}))
                     .expect("the fake backend loads");
                 (version, Arc::new(servable))

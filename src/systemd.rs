@@ -429,16 +429,8 @@ mod tests {
     #[test]
     fn a_published_version_with_a_dead_worker_is_reported() {
         use crate::model::servable::{PoolSpec, Servable};
-        use crate::runtime::fake::FakeBackend;
-        use crate::runtime::{LoadSpec, Reshape};
-        let spec = LoadSpec {
-            model: "m".into(),
-            version: 1,
-            dir: std::env::temp_dir(),
-            device: "CPU".into(),
-            plugin_config: Default::default(),
-            reshape: Reshape::None,
-        };
+        use crate::runtime::fake::{fake_load_spec, FakeBackend};
+        let spec = fake_load_spec("m", 1);
         let load = |crash: bool| {
             // Worker 1's start-up panics when `crash`: that thread is gone, the version serves on.
             let setup: crate::model::pool::ThreadSetup =

@@ -162,20 +162,12 @@ fn work(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake::{fake_signature, FakeBackend};
-    use crate::runtime::{Backend, LoadSpec, Reshape};
+    use crate::runtime::fake::{fake_load_spec, fake_signature, FakeBackend};
+    use crate::runtime::Backend;
     use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType};
 
     fn executors(backend: &FakeBackend, n: usize) -> Vec<Box<dyn Executor>> {
-        let spec = LoadSpec {
-            model: "m".into(),
-            version: 1,
-            dir: std::env::temp_dir(),
-            device: "CPU".into(),
-            plugin_config: Default::default(),
-            reshape: Reshape::None,
-        };
-        let mut model = backend.load(&spec).unwrap();
+        let mut model = backend.load(&fake_load_spec("m", 1)).unwrap();
         (0..n).map(|_| model.create_executor().unwrap()).collect()
     }
 

@@ -60,6 +60,18 @@ impl Default for FakeBackend {
     }
 }
 
+/// A load spec for the fake backend (which ignores the folder, device and properties).
+pub fn fake_load_spec(model: &str, version: u64) -> LoadSpec {
+    LoadSpec {
+        model: model.to_string(),
+        version,
+        dir: std::env::temp_dir(),
+        device: "CPU".into(),
+        plugin_config: Default::default(),
+        reshape: super::Reshape::None,
+    }
+}
+
 pub fn fake_signature() -> Signature {
     let spec = |name: &str| TensorSpec {
         name: name.into(),
