@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => return check(&args),
         None => cli.serve,
     };
-    vinoserve::memory::limit_malloc_arenas(args.malloc_arena_max);
+    vinoserve::memory::tune_malloc(args.malloc_arena_max, args.malloc_trim_threshold_mib);
     vinoserve::telemetry::init(&args.log_level, &args.log_format);
     let config = match args.server_config() {
         Ok(config) => config,
