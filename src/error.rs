@@ -5,7 +5,7 @@ use crate::tensor::{DataType, ShapeDisplay};
 use thiserror::Error;
 
 /// Failures inside the inference runtime (OpenVINO or the fake backend).
-#[derive(Debug, Error, Clone, PartialEq)]
+#[derive(Debug, Error, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BackendError {
     #[error("no model files in {dir}: expected one *.xml with its *.bin, or one *.onnx")]
     NoModelFiles { dir: String },

@@ -7,6 +7,7 @@ pub mod error;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod placement;
 pub mod proto;
 pub mod repository;
 pub mod runtime;

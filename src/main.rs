@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         Some(Command::Plan(args)) => return plan(&args),
         Some(Command::Check(args)) => return check(&args),
+        Some(Command::PlacementWorker(args)) => return vinoserve::placement::worker::run(&args),
         None => cli.serve,
     };
     vinoserve::memory::tune_malloc(args.malloc_arena_max, args.malloc_trim_threshold_mib);
@@ -30,14 +31,26 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     }
+    let local: Arc<dyn vinoserve::runtime::Backend> = Arc::new(OpenVinoBackend);
+    let placement = match &args.topology {
+        None => None,
+        Some(topology) => match start_placement(&args, &config, topology, local.clone()) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                eprintln!("vinoserve: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let backend: Arc<dyn vinoserve::runtime::Backend> = match &placement {
+        Some(p) => p.clone(),
+        None => local,
+    };
     // Reads NOTIFY_SOCKET / WATCHDOG_USEC, set by systemd for a Type=notify service.
     let notifier = vinoserve::systemd::Notifier::from_env();
     let system = actix_rt::System::new();
     match system.block_on(vinoserve::server::serve(
-        args,
-        config,
-        Arc::new(OpenVinoBackend),
-        notifier,
+        args, config, backend, placement, notifier,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -45,6 +58,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Plans the configured models on this machine and starts their worker processes.
+fn start_placement(
+    args: &vinoserve::config::ServeArgs,
+    config: &vinoserve::config::ServerConfig,
+    topology: &std::path::Path,
+    local: Arc<dyn vinoserve::runtime::Backend>,
+) -> Result<vinoserve::placement::Placement, String> {
+    use vinoserve::topology::{discover, plan, Source, TopologyFile};
+    let file = TopologyFile::load(topology).map_err(|e| format!("invalid topology: {e}"))?;
+    let machine =
+        discover(Source::ThisMachine).map_err(|e| format!("topology discovery failed: {e}"))?;
+    let models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    let plan = plan(&machine, &file, &models)
+        .map_err(|e| format!("invalid placement for {}: {e}", topology.display()))?;
+    for line in plan.to_string().lines() {
+        tracing::info!(target: "vinoserve::placement", "plan: {line}");
+    }
+    let settings = vinoserve::placement::WorkerSettings {
+        openvino_lib: args.openvino_lib.clone(),
+        log_level: args.log_level.clone(),
+        log_format: args.log_format.clone(),
+        malloc_arena_max: args.malloc_arena_max,
+        malloc_trim_threshold_mib: args.malloc_trim_threshold_mib,
+    };
+    vinoserve::placement::Placement::start(plan, settings, local)
+        .map_err(|e| format!("cannot start placement workers: {e}"))
 }
 
 /// `vinoserve plan`: print the placement table, or the error and exit 1.

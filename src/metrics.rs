@@ -39,6 +39,7 @@ pub struct Metrics {
     pub version_swaps: IntCounterVec,
     version_state: IntGaugeVec,
     pub placement_info: IntGaugeVec,
+    pub placement_worker_restarts: IntCounterVec,
 }
 
 /// Microsecond buckets from 10 µs to ~100 s, four per decade (as OVMS).
@@ -169,6 +170,12 @@ impl Metrics {
                 "vinoserve_placement_info",
                 "Where a model runs: NUMA node and CPUs (value 1).",
                 &["name", "node", "cpus"],
+            ),
+            placement_worker_restarts: counter(
+                &r,
+                "vinoserve_placement_worker_restarts_total",
+                "Times a placement group's worker process exited and was restarted.",
+                &["group"],
             ),
             registry: r,
         }

@@ -7,10 +7,13 @@ use crate::api::kserve_grpc::KServeGrpc;
 use crate::api::tfs_grpc::TfsGrpc;
 use crate::api::{config_rest, grpc_meta, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
-use crate::model::manager::{ApplyConfig, ModelManager, ReloadConfig, RetireEverything, Sources};
+use crate::model::manager::{
+    ApplyConfig, ModelManager, RebuildModels, ReloadConfig, RetireEverything, Sources,
+};
 use crate::model::model_actor::PoolDefaults;
 use crate::model::readiness::Readiness;
 use crate::model::registry::Registry;
+use crate::placement::Placement;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
@@ -160,8 +163,10 @@ fn start_rest(
     registry: Arc<Registry>,
     manager: Addr<ModelManager>,
     readiness: Arc<Readiness>,
+    placement: Option<Arc<Placement>>,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
     let limit = args.max_message_size;
+    let placement = web::Data::new(placement);
     let registry = web::Data::new(registry);
     let manager = web::Data::new(manager);
     let readiness = web::Data::new(readiness);
@@ -171,7 +176,9 @@ fn start_rest(
             .app_data(registry.clone())
             .app_data(manager.clone())
             .app_data(readiness.clone())
+            .app_data(placement.clone())
             .app_data(web::PayloadConfig::new(limit))
+            .route("/v1/placement", web::get().to(placement_status))
             .route("/v1/config", web::get().to(config_rest::get_config))
             .route("/v1/config/reload", web::post().to(config_rest::reload))
             .route("/v1/models/{tail:.*}", web::get().to(tfs_rest::models))
@@ -190,6 +197,16 @@ fn start_rest(
     .bind((args.rest_bind_address.as_str(), args.rest_port))?;
     let addr = server.addrs()[0];
     Ok((addr, server.run()))
+}
+
+/// `GET /v1/placement`: the plan in force and each group's worker process.
+async fn placement_status(placement: web::Data<Option<Arc<Placement>>>) -> actix_web::HttpResponse {
+    match placement.get_ref() {
+        Some(p) => actix_web::HttpResponse::Ok().json(p.status()),
+        None => actix_web::HttpResponse::NotFound().json(serde_json::json!({
+            "error": "no topology file (--topology): every model runs unplaced in the server process"
+        })),
+    }
 }
 
 /// `GET /metrics`: the Prometheus text format.
@@ -258,6 +275,7 @@ pub async fn serve(
     args: ServeArgs,
     config: ServerConfig,
     backend: Arc<dyn Backend>,
+    placement: Option<Arc<Placement>>,
     notifier: Notifier,
 ) -> std::io::Result<()> {
     let registry = Arc::new(Registry::new());
@@ -271,11 +289,20 @@ pub async fn serve(
             .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),
     };
     let manager = ModelManager::new(backend, registry.clone(), pools, sources).start();
+    if let Some(placement) = &placement {
+        let manager = manager.clone();
+        placement.on_worker_restart(move |models| manager.do_send(RebuildModels(models)));
+    }
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
     let terminated = until_terminated(manager.clone(), registry.clone(), notifier.clone())?;
     let grpc = start_grpc(&args, registry.clone(), manager.clone(), readiness.clone())?;
-    let (rest_addr, rest) =
-        start_rest(&args, registry.clone(), manager.clone(), readiness.clone())?;
+    let (rest_addr, rest) = start_rest(
+        &args,
+        registry.clone(),
+        manager.clone(),
+        readiness.clone(),
+        placement,
+    )?;
     let rest_handle = rest.handle();
     let rest_task = actix_rt::spawn(rest);
     // Machine-readable lines (tests and scripts read the bound ports from them).

@@ -8,7 +8,7 @@ use std::fmt;
 
 /// Element types a model input or output can have. Names follow KServe v2 (`FP32`, `INT64`, ...),
 /// which is also the vocabulary of the OVMS error messages clients already parse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DataType {
     Bool,
     U8,
@@ -111,7 +111,7 @@ pub fn element_count(shape: &[usize]) -> Option<usize> {
 }
 
 /// A model input or output as the model declares it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TensorSpec {
     pub name: String,
     pub dtype: DataType,
@@ -120,7 +120,7 @@ pub struct TensorSpec {
 }
 
 /// What a loaded model version takes and gives, in the model's own order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Signature {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,

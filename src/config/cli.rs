@@ -32,6 +32,30 @@ pub enum Command {
     /// the versions it would serve, and the topology file against this machine. Prints each
     /// problem with its location, one per line; exits 0 when there is none, 1 otherwise.
     Check(CheckArgs),
+    /// Internal: the worker process the server starts for each placement group.
+    #[command(hide = true)]
+    PlacementWorker(WorkerArgs),
+}
+
+/// Flags the server passes to a placement worker (`vinoserve placement-worker`).
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Group name, for logs.
+    #[arg(long)]
+    pub group: String,
+    /// NUMA node to bind memory to.
+    #[arg(long)]
+    pub node: Option<usize>,
+    #[arg(long = "log_level", default_value = "INFO")]
+    pub log_level: String,
+    #[arg(long = "log_format", default_value = "text")]
+    pub log_format: String,
+    #[arg(long = "openvino_lib")]
+    pub openvino_lib: Option<PathBuf>,
+    #[arg(long = "malloc_arena_max", default_value_t = 2)]
+    pub malloc_arena_max: usize,
+    #[arg(long = "malloc_trim_threshold_mib", default_value_t = 4)]
+    pub malloc_trim_threshold_mib: usize,
 }
 
 /// Flags of `vinoserve check`.
@@ -192,6 +216,11 @@ pub struct ServeArgs {
     /// libopenvino_c location (file or folder); default: $OPENVINO_LIB_DIR, then .deps/ of the repo.
     #[arg(long = "openvino_lib", env = "VINOSERVE_OPENVINO_LIB")]
     pub openvino_lib: Option<PathBuf>,
+
+    /// Topology file (TOML, see topology/): run each model in a worker process confined to its
+    /// planned NUMA node and CPUs. Without it every model runs unconfined in the server process.
+    #[arg(long = "topology", env = "VINOSERVE_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -3,7 +3,8 @@
 
 use crate::config::{load_config_file, ModelConfig, ServerConfig};
 use crate::model::model_actor::{
-    FolderChanged, ModelActor, PoolDefaults, Reconcile, ReconcileReport, Reconfigure, RetireAll,
+    FolderChanged, ModelActor, PoolDefaults, Rebuild, Reconcile, ReconcileReport, Reconfigure,
+    RetireAll,
 };
 use crate::model::registry::Registry;
 use crate::repository::watcher::{self, Target};
@@ -44,6 +45,11 @@ pub struct ReloadOutcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireEverything;
+
+/// Load these models' versions again (their placement worker was restarted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RebuildModels(pub Vec<String>);
 
 /// The config file may have changed on disk (reloaded only if its content did).
 #[derive(Message)]
@@ -293,6 +299,19 @@ impl Handler<ApplyTfsConfig> for ModelManager {
                 Box::pin(async move { Ok(reports.await) })
             }
             Err(e) => Box::pin(async move { Err(e.to_string()) }),
+        }
+    }
+}
+
+impl Handler<RebuildModels> for ModelManager {
+    type Result = ();
+
+    fn handle(&mut self, RebuildModels(names): RebuildModels, _: &mut Context<Self>) {
+        for name in names {
+            if let Some((_, actor)) = self.models.get(&name) {
+                tracing::info!(model = %name, "reloading the model's versions in its restarted worker");
+                actor.do_send(Rebuild);
+            }
         }
     }
 }

@@ -57,6 +57,12 @@ pub struct FolderChanged;
 #[rtype(result = "ReconcileReport")]
 pub struct Reconfigure(pub ModelConfig);
 
+/// The instances serving lost their runtime (a placement worker died): load every version
+/// again beside them and swap when ready, as for a config change.
+#[derive(Message)]
+#[rtype(result = "ReconcileReport")]
+pub struct Rebuild;
+
 /// Retire every version (model removed or server stopping).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -486,6 +492,16 @@ impl Handler<Reconfigure> for ModelActor {
             serving.servable.set_resize_images(config.resize_images);
         }
         self.config = config;
+        self.reconcile(ctx)
+    }
+}
+
+impl Handler<Rebuild> for ModelActor {
+    type Result = AtomicResponse<Self, ReconcileReport>;
+
+    fn handle(&mut self, _: Rebuild, ctx: &mut Context<Self>) -> Self::Result {
+        self.generation += 1;
+        self.failed.clear();
         self.reconcile(ctx)
     }
 }

@@ -16,6 +16,12 @@ impl ValidatedInputs {
         &self.tensors
     }
 
+    /// Inputs already validated elsewhere: a placement worker process receives them from the
+    /// server, which validated them against the same signature.
+    pub fn trusted(tensors: Vec<Tensor>) -> ValidatedInputs {
+        ValidatedInputs { tensors }
+    }
+
     /// Zero-filled inputs of the model's shapes (dynamic dimensions become 1), for warm-up.
     pub fn zeros(signature: &Signature) -> Result<ValidatedInputs, ServeError> {
         let tensors = signature

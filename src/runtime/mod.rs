@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// How to change a model's input shapes at load time (OVMS `batch_size` / `shape`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reshape {
     #[default]
     None,
@@ -27,7 +27,7 @@ pub enum Reshape {
 }
 
 /// Everything needed to load one version of a model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LoadSpec {
     pub model: String,
     pub version: u64,

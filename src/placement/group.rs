@@ -1,0 +1,189 @@
+//! One placement group: the models that share a CPU set, served by one supervised worker process.
+//!
+//! The server keeps the group's listening socket (abstract namespace, so nothing to clean up and
+//! nothing for ProtectSystem= to forbid) for its whole life; every incarnation of the worker
+//! inherits it as descriptor 3. Connections made while a worker restarts wait in the backlog.
+
+use super::affinity;
+use super::remote::Endpoint;
+use super::worker::LISTENER_FD;
+use std::collections::BTreeSet;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What to pass on to every worker's command line.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub openvino_lib: Option<std::path::PathBuf>,
+    pub log_level: String,
+    pub log_format: String,
+    pub malloc_arena_max: usize,
+    pub malloc_trim_threshold_mib: usize,
+}
+
+/// Told which models lost their instances when a worker died (they must be loaded again).
+pub type RestartHook = Box<dyn Fn(Vec<String>) + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    pid: Option<u32>,
+    restarts: u64,
+    /// Models that have loaded (or tried to) in this group.
+    models: BTreeSet<String>,
+}
+
+pub struct WorkerGroup {
+    pub name: String,
+    pub node: usize,
+    pub cpus: Vec<usize>,
+    endpoint: Endpoint,
+    listener: UnixListener,
+    state: Mutex<State>,
+    on_restart: OnceLock<RestartHook>,
+}
+
+/// A worker that dies sooner than this after starting is restarted only after this long, so a
+/// crash loop does not spin a CPU.
+const CRASH_BACKOFF: Duration = Duration::from_secs(1);
+
+impl WorkerGroup {
+    /// Binds the group's socket and starts its supervisor (which starts the worker).
+    pub fn start(
+        name: String,
+        node: usize,
+        cpus: Vec<usize>,
+        settings: WorkerSettings,
+    ) -> io::Result<Arc<WorkerGroup>> {
+        let socket = format!("vinoserve-{}-{name}", std::process::id());
+        let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&socket)?)?;
+        let group = Arc::new(WorkerGroup {
+            endpoint: Endpoint {
+                group: name.clone(),
+                socket,
+            },
+            name,
+            node,
+            cpus,
+            listener,
+            state: Mutex::new(State::default()),
+            on_restart: OnceLock::new(),
+        });
+        let supervised = group.clone();
+        // The supervisor thread is the workers' parent for their whole life: PR_SET_PDEATHSIG
+        // fires when the forking thread ends, so it must be a thread that never returns early.
+        std::thread::Builder::new()
+            .name(format!("pw-{}", group.name))
+            .spawn(move || supervised.supervise(&settings))?;
+        Ok(group)
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn set_restart_hook(&self, hook: RestartHook) {
+        let _ = self.on_restart.set(hook);
+    }
+
+    pub fn note_model(&self, model: &str) {
+        self.state
+            .lock()
+            .expect("group state")
+            .models
+            .insert(model.to_string());
+    }
+
+    /// The current worker's pid (None while it restarts) and how often it was restarted.
+    pub fn worker(&self) -> (Option<u32>, u64) {
+        let state = self.state.lock().expect("group state");
+        (state.pid, state.restarts)
+    }
+
+    fn supervise(&self, settings: &WorkerSettings) {
+        let mut restarted = false;
+        loop {
+            let started = Instant::now();
+            let mut child = match self.spawn(settings) {
+                Ok(child) => child,
+                Err(e) => {
+                    tracing::error!(group = %self.name, error = %e, "cannot start placement worker; retrying");
+                    std::thread::sleep(CRASH_BACKOFF);
+                    continue;
+                }
+            };
+            tracing::info!(group = %self.name, pid = child.id(), node = self.node,
+                cpus = %crate::topology::cpu_list(&self.cpus), "placement worker started");
+            let models = {
+                let mut state = self.state.lock().expect("group state");
+                state.pid = Some(child.id());
+                state.models.iter().cloned().collect::<Vec<_>>()
+            };
+            if restarted && !models.is_empty() {
+                if let Some(hook) = self.on_restart.get() {
+                    hook(models);
+                }
+            }
+            let status = child.wait();
+            {
+                let mut state = self.state.lock().expect("group state");
+                state.pid = None;
+                state.restarts += 1;
+            }
+            crate::metrics::METRICS
+                .placement_worker_restarts
+                .with_label_values(&[&self.name])
+                .inc();
+            tracing::error!(group = %self.name, status = ?status, "placement worker exited; restarting it and reloading its models");
+            if started.elapsed() < CRASH_BACKOFF {
+                std::thread::sleep(CRASH_BACKOFF);
+            }
+            restarted = true;
+        }
+    }
+
+    fn spawn(&self, settings: &WorkerSettings) -> io::Result<std::process::Child> {
+        let exe = std::env::current_exe()?;
+        let mut command = Command::new(exe);
+        command
+            .arg("placement-worker")
+            .args(["--group", &self.name])
+            .args(["--node", &self.node.to_string()])
+            .args(["--log_level", &settings.log_level])
+            .args(["--log_format", &settings.log_format])
+            .args(["--malloc_arena_max", &settings.malloc_arena_max.to_string()])
+            .args([
+                "--malloc_trim_threshold_mib",
+                &settings.malloc_trim_threshold_mib.to_string(),
+            ])
+            .stdin(Stdio::null());
+        if let Some(lib) = &settings.openvino_lib {
+            command.arg("--openvino_lib").arg(lib);
+        }
+        let listener = self.listener.as_raw_fd();
+        let cpus = self.cpus.clone();
+        // SAFETY: between fork and exec only async-signal-safe calls run: dup2/fcntl, prctl,
+        // sched_setaffinity (the Vec was allocated before the fork).
+        unsafe {
+            command.pre_exec(move || {
+                if listener == LISTENER_FD {
+                    if libc::fcntl(listener, libc::F_SETFD, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(listener, LISTENER_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                affinity::set_cpus(&cpus)
+            });
+        }
+        command.spawn()
+    }
+}

@@ -1,0 +1,119 @@
+//! Tensor bytes between the server and a placement worker: memfd shared memory.
+//!
+//! Each executor connection has two regions. The server writes inputs into one it created; the
+//! worker writes outputs into one it created. Whoever needs a bigger region makes a new memfd and
+//! passes its descriptor with the next message, so a region is written by one side only and read
+//! by the other only while the request/response exchange on that connection says it may.
+
+use memmap2::MmapMut;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Tensors start at multiples of this (cache lines; OpenVINO copies faster from aligned data).
+const ALIGN: usize = 64;
+
+/// One shared mapping.
+pub struct Region {
+    file: File,
+    map: MmapMut,
+}
+
+impl Region {
+    /// A new memfd of at least `len` bytes (rounded up to a power of two so growth is rare).
+    pub fn create(len: usize) -> io::Result<Region> {
+        let len = len.max(4096).next_power_of_two();
+        // SAFETY: the name is a NUL-terminated literal; the returned fd is checked and owned.
+        let fd = unsafe { libc::memfd_create(c"vinoserve-tensors".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and nothing else owns it.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.set_len(len as u64)?;
+        Region::map(file)
+    }
+
+    /// Maps a region the other side created and passed over the socket.
+    pub fn open(fd: OwnedFd) -> io::Result<Region> {
+        Region::map(File::from(fd))
+    }
+
+    fn map(file: File) -> io::Result<Region> {
+        // SAFETY: the memfd is only ever resized by its creator before it is shared, and the
+        // protocol keeps each side from reading while the other writes.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        Ok(Region { file, map })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+/// Offsets for tensors of these byte lengths packed into one region, and the bytes needed.
+pub fn layout(lengths: impl IntoIterator<Item = usize>) -> (Vec<usize>, usize) {
+    let mut end = 0usize;
+    let offsets = lengths
+        .into_iter()
+        .map(|len| {
+            let offset = end.div_ceil(ALIGN) * ALIGN;
+            end = offset + len;
+            offset
+        })
+        .collect();
+    (offsets, end)
+}
+
+/// Makes sure `region` holds at least `needed` bytes; returns whether it was replaced (the new
+/// descriptor must then go to the other side).
+pub fn ensure(region: &mut Option<Region>, needed: usize) -> io::Result<bool> {
+    if region.as_ref().is_some_and(|r| r.len() >= needed) {
+        return Ok(false);
+    }
+    *region = Some(Region::create(needed)?);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_aligns_every_tensor() {
+        let (offsets, end) = layout([10, 0, 100]);
+        assert_eq!(offsets, vec![0, 64, 64]);
+        assert_eq!(end, 164);
+    }
+
+    #[test]
+    fn a_region_is_shared_through_its_descriptor() {
+        let mut writer = Region::create(10).unwrap();
+        assert_eq!(writer.len(), 4096);
+        writer.bytes_mut()[..3].copy_from_slice(b"abc");
+        // SAFETY: dup gives a second descriptor of the same memfd, owned by the reader.
+        let dup = unsafe { OwnedFd::from_raw_fd(libc::dup(writer.fd())) };
+        let reader = Region::open(dup).unwrap();
+        assert_eq!(&reader.bytes()[..3], b"abc");
+        let mut slot = Some(writer);
+        assert!(!ensure(&mut slot, 4096).unwrap());
+        assert!(ensure(&mut slot, 4097).unwrap());
+        assert_eq!(slot.unwrap().len(), 8192);
+    }
+}
