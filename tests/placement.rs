@@ -1,0 +1,395 @@
+//! NUMA placement, verified by observation (issue #4): with `--topology`, two models planned on
+//! CPU 0 and CPU 1 run their inference only there. Proven from what the kernel reports for every
+//! thread of each worker process — `Cpus_allowed_list` in /proc/<pid>/task/*/status and the CPU
+//! each running thread was on (stat field 39) — sampled while both models are under load, not from
+//! OpenVINO's reported properties. Then: a hot-reloaded version and a restarted (killed) worker
+//! keep the placement, memory is bound to the node, and the plan is visible at run time.
+//!
+//! Needs two CPUs (the planned ones); on a one-CPU machine it says so and passes.
+
+mod common;
+
+use bytes::Bytes;
+use common::{statuses, Repo, Server};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
+use vinoserve::proto::tensorflow::serving::PredictRequest;
+use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+const ROWS: usize = 32;
+const WIDTH: usize = 1024;
+
+/// y = x · W, x [32,1024], W [1024,1024] random: a few milliseconds of work per inference on
+/// one thread, so the sampler catches inference threads running.
+fn make_matmul_model(dir: &Path) {
+    let script = r#"
+import sys, numpy as np, openvino as ov
+from openvino import opset13 as ops
+rows, width = int(sys.argv[2]), int(sys.argv[3])
+x = ops.parameter([rows, width], np.float32, name="x"); x.output(0).set_names({"x"})
+w = ops.constant((np.random.default_rng(0).standard_normal((width, width)) * 0.01).astype(np.float32))
+y = ops.matmul(x, w, False, False); y.output(0).set_names({"y"})
+ov.save_model(ov.Model([y], [x], "matmul"), sys.argv[1] + "/model.xml", compress_to_fp16=False)
+"#;
+    std::fs::create_dir_all(dir).unwrap();
+    let status = Command::new("python3")
+        .args(["-c", script, &dir.display().to_string()])
+        .args([ROWS.to_string(), WIDTH.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "python3 with openvino (source scripts/env.sh)"
+    );
+}
+
+fn request(model: &str) -> PredictRequest {
+    let x = vec![0.25f32; ROWS * WIDTH];
+    PredictRequest {
+        model_spec: common::spec(model, None),
+        inputs: HashMap::from([(
+            "x".to_string(),
+            TensorProto {
+                dtype: Tf::DtFloat as i32,
+                tensor_shape: Some(shape_proto(&[ROWS as i64, WIDTH as i64])),
+                tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(&x).to_vec()),
+                ..Default::default()
+            },
+        )]),
+        ..Default::default()
+    }
+}
+
+/// What the kernel said about one worker process's threads while sampling.
+#[derive(Default, Debug)]
+struct Observed {
+    /// Every `Cpus_allowed_list` seen, with the thread names that had it.
+    masks: BTreeMap<String, BTreeSet<String>>,
+    /// CPU (stat field 39) of threads seen running (state R), with sample counts.
+    ran_on: BTreeMap<usize, u64>,
+    /// utime + stime of all threads at the last sample, in clock ticks.
+    cpu_ticks: u64,
+}
+
+/// Fields of /proc/<pid>/task/<tid>/stat after the command name (which may hold spaces):
+/// index 0 is field 3 (state).
+fn stat_fields(text: &str) -> Vec<String> {
+    let after = &text[text.rfind(')').map_or(0, |i| i + 1)..];
+    after.split_whitespace().map(str::to_string).collect()
+}
+
+fn sample_into(pid: u32, observed: &mut Observed) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    let mut ticks = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(status), Ok(stat)) = (
+            std::fs::read_to_string(path.join("status")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread exited between listing and reading
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        observed
+            .masks
+            .entry(field("Cpus_allowed_list:"))
+            .or_default()
+            .insert(field("Name:"));
+        let fields = stat_fields(&stat);
+        let number = |field_no: usize| -> u64 { fields[field_no - 3].parse().unwrap() };
+        ticks += number(14) + number(15);
+        if fields[0] == "R" {
+            *observed.ran_on.entry(number(39) as usize).or_default() += 1;
+        }
+    }
+    observed.cpu_ticks = ticks;
+}
+
+/// Samples the given worker processes every 2 ms until `stop` is set.
+fn sample(pids: Vec<u32>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Observed>> {
+    std::thread::spawn(move || {
+        let mut observed: Vec<Observed> = pids.iter().map(|_| Observed::default()).collect();
+        while !stop.load(Ordering::Relaxed) {
+            for (pid, o) in pids.iter().zip(observed.iter_mut()) {
+                sample_into(*pid, o);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        observed
+    })
+}
+
+/// Two closed-loop gRPC clients per model for `duration`; returns (successes, failures) per
+/// model and the versions that answered.
+async fn load(
+    server: &Server,
+    models: &[&str],
+    duration: Duration,
+) -> BTreeMap<String, (u64, u64, BTreeSet<i64>)> {
+    let mut tasks = Vec::new();
+    for &model in models {
+        for _ in 0..2 {
+            let mut client = server.predict_client().await;
+            let request = request(model);
+            let model = model.to_string();
+            tasks.push(tokio::spawn(async move {
+                let deadline = Instant::now() + duration;
+                let (mut ok, mut failed, mut versions) = (0, 0, BTreeSet::new());
+                while Instant::now() < deadline {
+                    match client.predict(request.clone()).await {
+                        Ok(r) => {
+                            ok += 1;
+                            if let Some(VersionChoice::Version(v)) =
+                                r.into_inner().model_spec.and_then(|s| s.version_choice)
+                            {
+                                versions.insert(v);
+                            }
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (model, ok, failed, versions)
+            }));
+        }
+    }
+    let mut totals: BTreeMap<String, (u64, u64, BTreeSet<i64>)> = BTreeMap::new();
+    for task in tasks {
+        let (model, ok, failed, versions) = task.await.unwrap();
+        let entry = totals.entry(model).or_default();
+        entry.0 += ok;
+        entry.1 += failed;
+        entry.2.extend(versions);
+    }
+    totals
+}
+
+/// Loads the models while sampling their workers; returns what each worker did.
+async fn observe_under_load(
+    server: &Server,
+    workers: &[(&str, u32)],
+    duration: Duration,
+) -> (Vec<Observed>, BTreeMap<String, (u64, u64, BTreeSet<i64>)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let pids = workers.iter().map(|(_, pid)| *pid).collect();
+    let mut before = Vec::new();
+    for (_, pid) in workers {
+        let mut o = Observed::default();
+        sample_into(*pid, &mut o);
+        before.push(o.cpu_ticks);
+    }
+    let sampler = sample(pids, stop.clone());
+    let models: Vec<&str> = workers.iter().map(|(m, _)| *m).collect();
+    let totals = load(server, &models, duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut observed = sampler.join().unwrap();
+    for (o, b) in observed.iter_mut().zip(before) {
+        o.cpu_ticks -= b;
+    }
+    (observed, totals)
+}
+
+/// Every thread confined to `cpu`, running threads seen only there, and real work done.
+fn assert_confined(model: &str, cpu: usize, observed: &Observed) {
+    println!("placement: model {model}, worker threads by Cpus_allowed_list {:?}, running samples by CPU {:?}, {} CPU ticks",
+        observed.masks, observed.ran_on, observed.cpu_ticks);
+    let expected = cpu.to_string();
+    assert!(
+        observed.masks.keys().all(|m| *m == expected),
+        "model {model}: every worker thread must be allowed only CPU {cpu}: {:?}",
+        observed.masks
+    );
+    assert!(
+        observed.ran_on.keys().all(|&c| c == cpu),
+        "model {model}: worker threads ran off CPU {cpu}: {:?}",
+        observed.ran_on
+    );
+    assert!(
+        observed.ran_on.values().sum::<u64>() >= 5 && observed.cpu_ticks >= 10,
+        "model {model}: its worker hardly ran ({:?}, {} ticks): was inference done elsewhere?",
+        observed.ran_on,
+        observed.cpu_ticks
+    );
+}
+
+async fn placement(server: &Server) -> Value {
+    reqwest::get(server.rest_url("/v1/placement"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn worker_of(placement: &Value, model: &str) -> (Option<u32>, u64) {
+    let entry = placement["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == model)
+        .unwrap_or_else(|| panic!("{model} in {placement}"));
+    (
+        entry["worker_pid"].as_u64().map(|p| p as u32),
+        entry["worker_restarts"].as_u64().unwrap(),
+    )
+}
+
+async fn wait_available(server: &Server, model: &str, version: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !statuses(server, model).await.contains(&(version, 30)) {
+        assert!(
+            Instant::now() < deadline,
+            "{model} v{version} never became AVAILABLE"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_on_two_cpus_run_only_there() {
+    if vinoserve::placement::affinity::current_cpus().len() < 2 {
+        println!("placement: SKIPPED, this test needs CPUs 0 and 1");
+        return;
+    }
+    let staging = tempfile::tempdir().unwrap();
+    make_matmul_model(staging.path());
+    let repo = Repo::new(&[]);
+    for model in ["a", "b"] {
+        common::copy_dir(staging.path(), &repo.model_dir(model).join("1"));
+    }
+    std::fs::write(
+        repo.config_path(),
+        r#"{"model_config_list": [
+            {"config": {"name": "a", "base_path": "models/a"}},
+            {"config": {"name": "b", "base_path": "models/b"}}]}"#,
+    )
+    .unwrap();
+    let topology = repo.dir.path().join("topology.toml");
+    std::fs::write(
+        &topology,
+        "[models.a]\nnode = 0\ncore_ids = [0]\n\n[models.b]\nnode = 0\ncore_ids = [1]\n",
+    )
+    .unwrap();
+    let topology = topology.display().to_string();
+    let server = Server::with_config(&repo, &["--topology", &topology, "--file_settle_ms", "50"]);
+    server.wait_loaded();
+
+    // The plan is visible at run time, with each group's worker.
+    let plan = placement(&server).await;
+    let (Some(pid_a), 0) = worker_of(&plan, "a") else {
+        panic!("worker of a: {plan}")
+    };
+    let (Some(pid_b), 0) = worker_of(&plan, "b") else {
+        panic!("worker of b: {plan}")
+    };
+    assert_eq!(plan["models"][0]["cpus"], "0", "{plan}");
+    assert_eq!(plan["models"][1]["cpus"], "1", "{plan}");
+    assert_ne!(pid_a, pid_b);
+
+    // Both under load at once: each worker's threads only on its CPU.
+    let (observed, totals) = observe_under_load(
+        &server,
+        &[("a", pid_a), ("b", pid_b)],
+        Duration::from_secs(3),
+    )
+    .await;
+    println!("placement: requests (ok, failed, versions) {totals:?}");
+    assert!(
+        totals
+            .values()
+            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
+        "{totals:?}"
+    );
+    assert_confined("a", 0, &observed[0]);
+    assert_confined("b", 1, &observed[1]);
+
+    // Memory bound to node 0, where the kernel supports NUMA policies.
+    for pid in [pid_a, pid_b] {
+        match std::fs::read_to_string(format!("/proc/{pid}/numa_maps")) {
+            Ok(maps) => assert!(
+                maps.lines().any(|l| l.contains(" bind:0 ")),
+                "worker {pid}: no mapping bound to node 0"
+            ),
+            Err(e) => println!("placement: no numa_maps ({e}): memory binding not checked"),
+        }
+    }
+
+    // A hot-reloaded version loads in the same worker and keeps the placement.
+    common::copy_dir(staging.path(), &repo.model_dir("a").join("2"));
+    wait_available(&server, "a", 2).await;
+    assert_eq!(worker_of(&placement(&server).await, "a").0, Some(pid_a));
+    let (observed, totals) =
+        observe_under_load(&server, &[("a", pid_a)], Duration::from_secs(2)).await;
+    assert_eq!(totals["a"].2, BTreeSet::from([2]), "{totals:?}");
+    assert_eq!(totals["a"].1, 0, "{totals:?}");
+    assert_confined("a (version 2)", 0, &observed[0]);
+
+    // A worker that dies is restarted with the same placement and its model reloaded.
+    assert!(Command::new("kill")
+        .args(["-9", &pid_a.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new_pid = loop {
+        let plan = placement(&server).await;
+        if let (Some(pid), 1) = worker_of(&plan, "a") {
+            if pid != pid_a {
+                break pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker of a not restarted: {plan}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = server.predict_client().await;
+    while client.predict(request("a")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "a never answered after its worker restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (observed, totals) = observe_under_load(
+        &server,
+        &[("a", new_pid), ("b", pid_b)],
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        totals
+            .values()
+            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
+        "{totals:?}"
+    );
+    assert_confined("a (restarted worker)", 0, &observed[0]);
+    assert_confined("b", 1, &observed[1]);
+    let metrics = reqwest::get(server.rest_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vinoserve_placement_worker_restarts_total{group=\"n0-c0\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vinoserve_placement_info{cpus=\"1\",name=\"b\",node=\"0\"} 1"));
+}
