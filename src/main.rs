@@ -84,8 +84,21 @@ fn start_placement(
         malloc_arena_max: args.malloc_arena_max,
         malloc_trim_threshold_mib: args.malloc_trim_threshold_mib,
     };
-    vinoserve::placement::Placement::start(plan, settings, local)
-        .map_err(|e| format!("cannot start placement workers: {e}"))
+    let reserved: Vec<usize> = plan
+        .reserved
+        .iter()
+        .flat_map(|a| a.cpus.iter().copied())
+        .collect();
+    let placement = vinoserve::placement::Placement::start(plan, settings, local)
+        .map_err(|e| format!("cannot start placement workers: {e}"))?;
+    // The workers' masks are set as they start; from here on, the server's own threads (gRPC,
+    // REST, loading, watching) are created by this thread and inherit the reserved CPUs.
+    if !reserved.is_empty() {
+        vinoserve::placement::affinity::set_cpus(&reserved)
+            .map_err(|e| format!("cannot confine the server to its reserved CPUs: {e}"))?;
+        tracing::info!(cpus = %vinoserve::topology::cpu_list(&reserved), "server threads confined to the reserved cores");
+    }
+    Ok(placement)
 }
 
 /// `vinoserve plan`: print the placement table, or the error and exit 1.

@@ -393,3 +393,59 @@ async fn two_models_on_two_cpus_run_only_there() {
     );
     assert!(metrics.contains("vinoserve_placement_info{cpus=\"1\",name=\"b\",node=\"0\"} 1"));
 }
+
+/// `reserved_cores`: the server's own threads (gRPC, REST, loading, watching, the request
+/// workers feeding the placement worker) keep to the reserved core; the model's worker to its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_to_its_reserved_cores() {
+    if vinoserve::placement::affinity::current_cpus().len() < 2 {
+        println!("placement: SKIPPED, this test needs CPUs 0 and 1");
+        return;
+    }
+    let staging = tempfile::tempdir().unwrap();
+    make_matmul_model(staging.path());
+    let repo = Repo::new(&[]);
+    common::copy_dir(staging.path(), &repo.model_dir("a").join("1"));
+    std::fs::write(
+        repo.config_path(),
+        r#"{"model_config_list": [{"config": {"name": "a", "base_path": "models/a"}}]}"#,
+    )
+    .unwrap();
+    let topology = repo.dir.path().join("topology.toml");
+    std::fs::write(
+        &topology,
+        "reserved_cores = { 0 = 1 }\n\n[models.a]\nnode = 0\ncore_ids = [1]\n",
+    )
+    .unwrap();
+    let topology = topology.display().to_string();
+    let server = Server::with_config(&repo, &["--topology", &topology]);
+    server.wait_loaded();
+    let plan = placement(&server).await;
+    assert_eq!(plan["reserved"][0]["cpus"], "0", "{plan}");
+    let (Some(worker), _) = worker_of(&plan, "a") else {
+        panic!("worker of a: {plan}")
+    };
+    let (observed, totals) =
+        observe_under_load(&server, &[("a", worker)], Duration::from_secs(2)).await;
+    assert!(totals["a"].0 > 0 && totals["a"].1 == 0, "{totals:?}");
+    assert_confined("a", 1, &observed[0]);
+    let mut own = Observed::default();
+    sample_into(server.child.id(), &mut own);
+    println!(
+        "placement: server threads by Cpus_allowed_list {:?}",
+        own.masks
+    );
+    // Only the placement supervisors start before the server confines itself; they only fork.
+    for (mask, names) in &own.masks {
+        let unconfined: Vec<_> = names.iter().filter(|n| !n.starts_with("pw-")).collect();
+        assert!(
+            mask == "0" || unconfined.is_empty(),
+            "server threads {unconfined:?} allowed CPUs {mask}, reserved is 0"
+        );
+    }
+    assert!(
+        own.masks.get("0").is_some_and(|n| n.contains("grpc")),
+        "{:?}",
+        own.masks
+    );
+}
