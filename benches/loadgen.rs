@@ -546,7 +546,7 @@ impl CpuSample {
     fn take(server_pid: Option<u32>) -> CpuSample {
         CpuSample {
             own: own_cpu_seconds(),
-            server: server_pid.and_then(process_cpu_seconds),
+            server: server_pid.and_then(server_cpu_seconds),
         }
     }
 
@@ -567,15 +567,29 @@ fn own_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// utime + stime of another process, from /proc/PID/stat (fields 14 and 15, in clock ticks).
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU time of the server and its live child processes (the placement workers of
+/// `--topology`, which do the inference there).
+fn server_cpu_seconds(pid: u32) -> Option<f64> {
+    let children: f64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| process_stat(p).filter(|(ppid, _)| *ppid == pid))
+        .map(|(_, seconds)| seconds)
+        .sum();
+    Some(process_stat(pid)?.1 + children)
+}
+
+/// (parent pid, utime + stime in seconds) of a process, from /proc/PID/stat (fields 4, 14, 15).
+fn process_stat(pid: u32) -> Option<(u32, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields after it are plain.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
     let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / per_second)
+    Some((ppid, ticks / per_second))
 }
 
 // ---------------------------------------------------------------------------------------------

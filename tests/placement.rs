@@ -13,7 +13,6 @@ use bytes::Bytes;
 use common::{statuses, Repo, Server};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,30 +24,6 @@ use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 
 const ROWS: usize = 32;
 const WIDTH: usize = 1024;
-
-/// y = x · W, x [32,1024], W [1024,1024] random: a few milliseconds of work per inference on
-/// one thread, so the sampler catches inference threads running.
-fn make_matmul_model(dir: &Path) {
-    let script = r#"
-import sys, numpy as np, openvino as ov
-from openvino import opset13 as ops
-rows, width = int(sys.argv[2]), int(sys.argv[3])
-x = ops.parameter([rows, width], np.float32, name="x"); x.output(0).set_names({"x"})
-w = ops.constant((np.random.default_rng(0).standard_normal((width, width)) * 0.01).astype(np.float32))
-y = ops.matmul(x, w, False, False); y.output(0).set_names({"y"})
-ov.save_model(ov.Model([y], [x], "matmul"), sys.argv[1] + "/model.xml", compress_to_fp16=False)
-"#;
-    std::fs::create_dir_all(dir).unwrap();
-    let status = Command::new("python3")
-        .args(["-c", script, &dir.display().to_string()])
-        .args([ROWS.to_string(), WIDTH.to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "python3 with openvino (source scripts/env.sh)"
-    );
-}
 
 fn request(model: &str) -> PredictRequest {
     let x = vec![0.25f32; ROWS * WIDTH];
@@ -259,34 +234,58 @@ async fn wait_available(server: &Server, model: &str, version: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_models_on_two_cpus_run_only_there() {
+/// A repository of matmul models (version 1 each), a topology file, and the server on them.
+struct Placed {
+    staging: tempfile::TempDir,
+    repo: Repo,
+    server: Server,
+}
+
+/// Starts the server with `--topology` on `models`; `None` when this machine lacks CPUs 0 and 1.
+fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
     if vinoserve::placement::affinity::current_cpus().len() < 2 {
         println!("placement: SKIPPED, this test needs CPUs 0 and 1");
-        return;
+        return None;
     }
     let staging = tempfile::tempdir().unwrap();
-    make_matmul_model(staging.path());
+    // A few milliseconds of work per inference on one thread, so the sampler catches
+    // inference threads running.
+    common::make_matmul_model(staging.path(), ROWS, WIDTH);
     let repo = Repo::new(&[]);
-    for model in ["a", "b"] {
-        common::copy_dir(staging.path(), &repo.model_dir(model).join("1"));
-    }
-    std::fs::write(
-        repo.config_path(),
-        r#"{"model_config_list": [
-            {"config": {"name": "a", "base_path": "models/a"}},
-            {"config": {"name": "b", "base_path": "models/b"}}]}"#,
-    )
-    .unwrap();
-    let topology = repo.dir.path().join("topology.toml");
-    std::fs::write(
-        &topology,
+    let entries: Vec<String> = models
+        .iter()
+        .map(|m| {
+            common::copy_dir(staging.path(), &repo.model_dir(m).join("1"));
+            format!(r#"{{"config": {{"name": "{m}", "base_path": "models/{m}"}}}}"#)
+        })
+        .collect();
+    let config = format!(r#"{{"model_config_list": [{}]}}"#, entries.join(", "));
+    std::fs::write(repo.config_path(), config).unwrap();
+    let path = repo.dir.path().join("topology.toml");
+    std::fs::write(&path, topology).unwrap();
+    let path = path.display().to_string();
+    let server = Server::with_config(&repo, &["--topology", &path, "--file_settle_ms", "50"]);
+    server.wait_loaded();
+    Some(Placed {
+        staging,
+        repo,
+        server,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_on_two_cpus_run_only_there() {
+    let Some(Placed {
+        staging,
+        repo,
+        server,
+    }) = start_placed(
+        &["a", "b"],
         "[models.a]\nnode = 0\ncore_ids = [0]\n\n[models.b]\nnode = 0\ncore_ids = [1]\n",
     )
-    .unwrap();
-    let topology = topology.display().to_string();
-    let server = Server::with_config(&repo, &["--topology", &topology, "--file_settle_ms", "50"]);
-    server.wait_loaded();
+    else {
+        return;
+    };
 
     // The plan is visible at run time, with each group's worker.
     let plan = placement(&server).await;
@@ -398,28 +397,12 @@ async fn two_models_on_two_cpus_run_only_there() {
 /// workers feeding the placement worker) keep to the reserved core; the model's worker to its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_to_its_reserved_cores() {
-    if vinoserve::placement::affinity::current_cpus().len() < 2 {
-        println!("placement: SKIPPED, this test needs CPUs 0 and 1");
-        return;
-    }
-    let staging = tempfile::tempdir().unwrap();
-    make_matmul_model(staging.path());
-    let repo = Repo::new(&[]);
-    common::copy_dir(staging.path(), &repo.model_dir("a").join("1"));
-    std::fs::write(
-        repo.config_path(),
-        r#"{"model_config_list": [{"config": {"name": "a", "base_path": "models/a"}}]}"#,
-    )
-    .unwrap();
-    let topology = repo.dir.path().join("topology.toml");
-    std::fs::write(
-        &topology,
+    let Some(Placed { server, .. }) = start_placed(
+        &["a"],
         "reserved_cores = { 0 = 1 }\n\n[models.a]\nnode = 0\ncore_ids = [1]\n",
-    )
-    .unwrap();
-    let topology = topology.display().to_string();
-    let server = Server::with_config(&repo, &["--topology", &topology]);
-    server.wait_loaded();
+    ) else {
+        return;
+    };
     let plan = placement(&server).await;
     assert_eq!(plan["reserved"][0]["cpus"], "0", "{plan}");
     let (Some(worker), _) = worker_of(&plan, "a") else {

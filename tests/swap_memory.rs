@@ -4,30 +4,7 @@
 mod common;
 
 use common::{statuses, Repo, Server};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// x[1,2048] · W[2048,2048] with random f32 weights, written by OpenVINO's Python API.
-fn make_matmul_model(dir: &Path) {
-    let script = r#"
-import sys, numpy as np, openvino as ov
-from openvino import opset13 as ops
-x = ops.parameter([1, 2048], np.float32, name="x"); x.output(0).set_names({"x"})
-w = ops.constant((np.random.default_rng(0).standard_normal((2048, 2048)) * 0.01).astype(np.float32))
-y = ops.matmul(x, w, False, False); y.output(0).set_names({"y"})
-ov.save_model(ov.Model([y], [x], "matmul"), sys.argv[1] + "/model.xml", compress_to_fp16=False)
-"#;
-    std::fs::create_dir_all(dir).unwrap();
-    let status = Command::new("python3")
-        .args(["-c", script, &dir.display().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "python3 with openvino (source scripts/env.sh)"
-    );
-}
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -67,7 +44,8 @@ async fn wait_swapped(server: &Server, version: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_swaps_return_their_memory() {
     let staging = tempfile::tempdir().unwrap();
-    make_matmul_model(staging.path());
+    // x[1,2048] · W[2048,2048]: 16 MiB of weights.
+    common::make_matmul_model(staging.path(), 1, 2048);
     let repo = Repo::new(&[]);
     let base = repo.dir.path().join("models/matmul");
     common::copy_dir(staging.path(), &base.join("1"));
@@ -80,6 +58,7 @@ async fn fifty_swaps_return_their_memory() {
     server.wait_loaded();
     let pid = server.child.id();
     let mut after_first = 0.0;
+    let mut trajectory = Vec::new();
     let started = Instant::now();
     for version in 2..=51i64 {
         common::copy_dir(staging.path(), &base.join(version.to_string()));
@@ -88,6 +67,7 @@ async fn fifty_swaps_return_their_memory() {
         if version == 2 {
             after_first = rss_mib(pid);
         }
+        trajectory.push(format!("{:.1}", rss_mib(pid)));
     }
     let after_last = rss_mib(pid);
     println!(
@@ -97,6 +77,7 @@ async fn fifty_swaps_return_their_memory() {
     );
     assert!(
         after_last <= after_first * 1.05,
-        "RSS grew from {after_first:.1} MiB to {after_last:.1} MiB"
+        "RSS grew from {after_first:.1} MiB to {after_last:.1} MiB; after each swap: {}",
+        trajectory.join(" ")
     );
 }

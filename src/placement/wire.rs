@@ -97,19 +97,27 @@ pub fn recv<T: DeserializeOwned>(stream: &UnixStream) -> io::Result<Option<(T, O
 /// Room for one descriptor's control message.
 const CMSG_SPACE: usize = 32;
 
+/// A message header over one buffer and one control-message buffer, both owned by the caller.
+fn message(iov: &mut libc::iovec, control: &mut [u8; CMSG_SPACE]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is its empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = control.len();
+    msg
+}
+
 fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
     let mut control = [0u8; CMSG_SPACE];
-    // SAFETY: msghdr is plain data; every pointer in it refers to a live local buffer, and the
-    // CMSG_* macros stay within `control`, which is large enough for one int.
+    let mut msg = message(&mut iov, &mut control);
+    // SAFETY: every pointer in msg refers to a live local buffer, and the CMSG_* macros stay
+    // within `control`, which is large enough for one int.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -130,25 +138,23 @@ fn recv_with_fd(stream: &UnixStream, bytes: &mut [u8]) -> io::Result<(usize, Opt
         iov_len: bytes.len(),
     };
     let mut control = [0u8; CMSG_SPACE];
-    // SAFETY: as in `send_with_fd`; a received descriptor is owned exactly once, and
-    // MSG_CMSG_CLOEXEC keeps it out of processes spawned later.
+    let mut msg = message(&mut iov, &mut control);
+    let got = loop {
+        // SAFETY: msg points at live local buffers; MSG_CMSG_CLOEXEC keeps a received
+        // descriptor out of processes spawned later.
+        let got = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if got >= 0 {
+            break got as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fd = None;
+    // SAFETY: the kernel filled `control` and set msg_controllen; a received descriptor is
+    // owned exactly once.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = control.len();
-        let got = loop {
-            let got = libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if got >= 0 {
-                break got as usize;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        };
-        let mut fd = None;
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
@@ -157,8 +163,8 @@ fn recv_with_fd(stream: &UnixStream, bytes: &mut [u8]) -> io::Result<(usize, Opt
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        Ok((got, fd))
     }
+    Ok((got, fd))
 }
 
 #[cfg(test)]

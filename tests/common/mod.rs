@@ -67,6 +67,30 @@ impl Repo {
     }
 }
 
+/// y = x · W with x [rows, width] and random f32 weights W [width, width] (fixed seed), written
+/// by OpenVINO's Python API: a model whose size and work per inference the test chooses.
+pub fn make_matmul_model(dir: &Path, rows: usize, width: usize) {
+    let script = r#"
+import sys, numpy as np, openvino as ov
+from openvino import opset13 as ops
+rows, width = int(sys.argv[2]), int(sys.argv[3])
+x = ops.parameter([rows, width], np.float32, name="x"); x.output(0).set_names({"x"})
+w = ops.constant((np.random.default_rng(0).standard_normal((width, width)) * 0.01).astype(np.float32))
+y = ops.matmul(x, w, False, False); y.output(0).set_names({"y"})
+ov.save_model(ov.Model([y], [x], "matmul"), sys.argv[1] + "/model.xml", compress_to_fp16=False)
+"#;
+    std::fs::create_dir_all(dir).unwrap();
+    let status = Command::new("python3")
+        .args(["-c", script, &dir.display().to_string()])
+        .args([rows.to_string(), width.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "python3 with openvino (source scripts/env.sh)"
+    );
+}
+
 pub struct Server {
     pub child: Child,
     pub grpc_addr: String,
