@@ -432,3 +432,64 @@ async fn the_server_keeps_to_its_reserved_cores() {
         own.masks
     );
 }
+
+/// A node the kernel does not know (as under emulated topologies): the worker says it cannot bind
+/// memory there and goes on serving with the default policy.
+#[test]
+fn a_worker_that_cannot_bind_memory_warns_and_serves() {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::os::unix::process::CommandExt;
+    use vinoserve::placement::wire::{self, FromWorker, ToWorker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("worker.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new(common::binary());
+    command
+        .args(["placement-worker", "--group", "test", "--node", "63"])
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only dup2 / fcntl run between fork and exec. dup2 onto itself would keep
+    // close-on-exec, so descriptor 3 is made inheritable directly then.
+    unsafe {
+        command.pre_exec(move || {
+            let inheritable = if fd == 3 {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if inheritable < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut worker = command.spawn().unwrap();
+    let mut stderr = BufReader::new(worker.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("cannot bind memory to the NUMA node") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "worker exited without the warning"
+        );
+    }
+    assert!(line.contains("node=63"), "{line}");
+
+    let stream = UnixStream::connect(&socket).unwrap();
+    let spec = vinoserve::runtime::LoadSpec {
+        model: "add".into(),
+        version: 1,
+        dir: common::fixtures().join("add/1"),
+        device: "CPU".into(),
+        plugin_config: Default::default(),
+        reshape: Default::default(),
+    };
+    wire::send(&stream, &ToWorker::Load(spec), None).unwrap();
+    let (reply, _) = wire::recv::<FromWorker>(&stream).unwrap().unwrap();
+    assert!(matches!(reply, FromWorker::Loaded { .. }), "{reply:?}");
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

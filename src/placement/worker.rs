@@ -51,12 +51,21 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
     // SAFETY: the server dup2'ed its listening socket to this descriptor before exec, and
     // nothing else in this process owns it.
     let listener = unsafe { UnixListener::from_raw_fd(LISTENER_FD) };
+    if let Err(e) = listener.local_addr() {
+        eprintln!(
+            "vinoserve placement worker: descriptor {LISTENER_FD} is not the server's socket ({e}); \
+             workers are started by `vinoserve --topology`, not by hand"
+        );
+        return ExitCode::from(2);
+    }
     let models = Arc::new(Models::default());
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
+                // Out of descriptors or an aborted connection: transient, but do not spin.
                 tracing::error!(error = %e, "placement worker: accept failed");
+                std::thread::sleep(std::time::Duration::from_millis(100));
                 continue;
             }
         };
