@@ -964,9 +964,7 @@ struct SpawnedServer {
 
 impl SpawnedServer {
     /// Serves the model in single-model mode (`--model_name/--model_path/--plugin_config`), the
-    /// flag form of a one-model config.json. Not a config file: with `--config_path` the
-    /// server's config watcher currently re-triggers on its own reads of the file and keeps
-    /// ~0.7 of a core busy while idle, which would be measured as serving cost.
+    /// flag form of a one-model config.json, so a run needs no files besides the model.
     fn start(
         args: &Args,
         model_dir: &Path,
