@@ -9,9 +9,10 @@
                                                               OUT/charts/*.svg
 
 OUT/points.jsonl has one line per measured point, written by bench.sh:
-  {"suite": "tables"|"sweep", "precision": "default"|"f32", "hint": ..., "model": ...,
+  {"suite": "tables"|"sweep"|"targets", "precision": "default"|"f32", "hint": ..., "model": ...,
    "batch": N, "clients": N, "served": <loadgen JSON>, "raw": <loadgen JSON>}
-or, when loadgen failed, the same context with "error": "...".
+or, when loadgen failed, the same context with "error": "...". Points of the targets suite also
+carry "round": N (1..R), as each target is measured R times.
 
 Standard library only (no numpy / matplotlib): charts are written as SVG by hand.
 """
@@ -23,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from html import escape
@@ -32,6 +34,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLE3_MODEL = "resnet_v1_50"
 FEW_REQUESTS = 5  # fewer completed requests than this in a window: flagged, the number is rough
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+# The project's performance targets (bench.sh --only targets, PERFORMANCE_HINT=THROUGHPUT, gRPC).
+# Thresholds are (op, value): a target is met when the median over its rounds satisfies it.
+TARGET_HINT = "THROUGHPUT"
+RATIO_TARGETS = ((1, ("≥", 0.97)), (16, ("≥", 0.99)))  # resnet_v1_50 batch: served ÷ raw img/s
+TINY_MODEL = "add"  # tests/fixtures/models/add, [1,10]: next to no compute, so serving is all there is
+TINY_OVERHEAD = ("<", 0.1)  # served p50 − raw p50 in ms at 1 client
+TINY_BUSY_CLIENTS = 16  # its served req/s here is reported without a threshold
 
 
 # ----------------------------------------------------------------------------------- start
@@ -111,6 +120,9 @@ def cmd_start(args: argparse.Namespace) -> None:
         "loadgen_threads": 1,
         "model_dir": args.model_dir,
         "suites": args.suites.split(","),
+        "target_hint": TARGET_HINT,
+        "target_clients": args.target_clients,
+        "target_rounds": args.rounds,
     }
     meta = {
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -231,6 +243,88 @@ def sweep_rows(points: list[dict], precision: str, clients: list[int]) -> list[d
     return rows
 
 
+def target_pairs(points: list[dict], precision: str, model: str, batch: int, clients: int) -> list[dict]:
+    """The served/raw pairs (rounds) of one targets point, in round order."""
+    mine = [p for p in points if p.get("suite") == "targets" and p.get("precision") == precision
+            and p.get("model") == model and p.get("batch") == batch and p.get("clients") == clients]
+    pairs = []
+    for p in sorted(mine, key=lambda p: p.get("round", 0)):
+        pair: dict = {"round": p.get("round")}
+        if "error" in p:
+            pair["error"] = p["error"]
+            pairs.append(pair)
+            continue
+        served, raw = p["served"], p["raw"]
+        pair.update(
+            served_img_s=img_per_s(served),
+            raw_img_s=img_per_s(raw),
+            served_req_s=served["req_per_s"],
+            raw_req_s=raw["req_per_s"],
+            served_p50_ms=latency(served, "p50"),
+            raw_p50_ms=latency(raw, "p50"),
+            requests=min(served["requests"], raw["requests"]),
+            errors=served["errors"] + raw["errors"],
+            cpu_efficiency=cpu_efficiency(served, raw),
+        )
+        pair["served_over_raw"] = ratio(pair["served_img_s"], pair["raw_img_s"])
+        if pair["served_p50_ms"] is not None and pair["raw_p50_ms"] is not None:
+            pair["overhead_ms"] = pair["served_p50_ms"] - pair["raw_p50_ms"]
+        pairs.append(pair)
+    return pairs
+
+
+def meets(value: float | None, threshold: tuple[str, float] | None) -> bool | None:
+    if value is None or threshold is None:
+        return None
+    op, limit = threshold
+    return value >= limit if op == "≥" else value < limit
+
+
+def median_of(pairs: list[dict], key: str) -> float | None:
+    values = [p[key] for p in pairs if p.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize_target(label: str, pairs: list[dict], measure: str, threshold: tuple[str, float] | None) -> dict:
+    """One target over its rounds: judged on the median, because a single pair on a shared
+    machine can land in a neighbour's busy spell; min–max shows how far the rounds spread."""
+    values = [p[measure] for p in pairs if p.get(measure) is not None]
+    mid = statistics.median(values) if values else None
+    return {
+        "target": label,
+        "measure": measure,
+        "threshold": list(threshold) if threshold else None,
+        "median": mid,
+        "min": min(values, default=None),
+        "max": max(values, default=None),
+        "rounds_ok": len(values),
+        "rounds_run": len(pairs),
+        "cpu_efficiency_median": median_of(pairs, "cpu_efficiency"),
+        "served_p50_ms_median": median_of(pairs, "served_p50_ms"),
+        "raw_p50_ms_median": median_of(pairs, "raw_p50_ms"),
+        "raw_req_s_median": median_of(pairs, "raw_req_s"),
+        "few_requests": any(p.get("requests", FEW_REQUESTS) < FEW_REQUESTS for p in pairs),
+        "errors": sum(p.get("errors", 0) for p in pairs),
+        "met": meets(mid, threshold),
+        "pairs": pairs,
+    }
+
+
+def target_rows(points: list[dict], precision: str, clients: int) -> list[dict]:
+    rows = []
+    for batch, threshold in RATIO_TARGETS:
+        pairs = target_pairs(points, precision, TABLE3_MODEL, batch, clients)
+        rows.append(summarize_target(f"{TABLE3_MODEL}, batch {batch}, {clients} clients: served ÷ raw img/s",
+                                     pairs, "served_over_raw", threshold))
+    pairs = target_pairs(points, precision, TINY_MODEL, 1, 1)
+    rows.append(summarize_target(f"{TINY_MODEL}, 1 client: server overhead, served p50 − raw p50",
+                                 pairs, "overhead_ms", TINY_OVERHEAD))
+    pairs = target_pairs(points, precision, TINY_MODEL, 1, TINY_BUSY_CLIENTS)
+    rows.append(summarize_target(f"{TINY_MODEL}, {TINY_BUSY_CLIENTS} clients: served req/s",
+                                 pairs, "served_req_s", None))
+    return rows
+
+
 def criterion_results(out: Path) -> list[dict]:
     results = []
     for bench in sorted((out / "criterion").glob("**/new/benchmark.json")):
@@ -313,6 +407,119 @@ def md_sweep(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def target_value(measure: str, x: float | None) -> str:
+    """A target's measure in its own unit: ratios to 3 decimals (the thresholds are 0.97 and
+    0.99), the overhead in µs."""
+    if x is None:
+        return "–"
+    if measure == "served_over_raw":
+        return f"{x:.3f}×"
+    if measure == "overhead_ms":
+        return f"{x * 1000:.0f} µs"
+    return f"{x:.0f} req/s"
+
+
+def target_threshold(row: dict) -> str:
+    if not row["threshold"]:
+        return "none (reported)"
+    op, limit = row["threshold"]
+    return f"{op} {limit:g}" if row["measure"] == "served_over_raw" else f"{op} {target_value(row['measure'], limit)}"
+
+
+def fx3(x: float | None) -> str:
+    """A ratio to 3 decimals: next to thresholds of 0.97 and 0.99, 2 would hide the verdict."""
+    return "–" if x is None else f"{x:.3f}×"
+
+
+def target_verdict(row: dict) -> str:
+    if row["rounds_ok"] == 0:
+        return "failed" if row["rounds_run"] else "not run"
+    return {True: "met", False: "not met", None: "–"}[row["met"]]
+
+
+def target_measured(row: dict) -> str:
+    cell = target_value(row["measure"], row["median"])
+    if row["measure"] == "overhead_ms" and row["median"] is not None:
+        cell += (f" (p50 served {target_value('overhead_ms', row['served_p50_ms_median'])}, "
+                 f"raw {target_value('overhead_ms', row['raw_p50_ms_median'])})")
+    elif row["measure"] == "served_req_s" and row["median"] is not None:
+        cell += f" (raw {target_value('served_req_s', row['raw_req_s_median'])})"
+    return cell
+
+
+def target_range(row: dict) -> str:
+    if row["rounds_ok"] == 0:
+        return "–"
+    low, high = (target_value(row["measure"], x) for x in (row["min"], row["max"]))
+    cell = "one pair" if row["rounds_run"] == 1 else f"{low.rstrip('×')} – {high}"
+    if row["rounds_run"] > 1:
+        ok, run = row["rounds_ok"], row["rounds_run"]
+        cell += f" ({run} rounds)" if ok == run else f" ({ok} of {run} rounds; see bench.log)"
+    if row["few_requests"]:
+        cell += " ⚠ few"
+    if row["errors"]:
+        cell += f" ({row['errors']} request errors)"
+    return cell
+
+
+def md_targets(rows: list[dict]) -> list[str]:
+    head = "| target | threshold | measured (median) | range over rounds | per CPU s: served ÷ raw (median) | met |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['target']} | {target_threshold(r)} | {target_measured(r)} | {target_range(r)} "
+                     f"| {fx3(r['cpu_efficiency_median'])} | {target_verdict(r)} |")
+    return lines + [""]
+
+
+def target_pair_cell(measure: str, pair: dict | None) -> str:
+    if pair is None:
+        return "–"
+    if "error" in pair:
+        return "failed"
+    value = target_value(measure, pair.get(measure))
+    if measure == "overhead_ms":
+        return (f"{value} ({target_value(measure, pair['served_p50_ms'])} − "
+                f"{target_value(measure, pair['raw_p50_ms'])})")
+    return f"{value} (per CPU s {fx3(pair['cpu_efficiency'])})"
+
+
+def md_target_rounds(rows: list[dict]) -> list[str]:
+    """Every pair of the thresholded targets, so a median can be checked against its rounds."""
+    judged = [r for r in rows if r["threshold"]]
+    rounds = sorted({p["round"] for r in judged for p in r["pairs"] if p.get("round") is not None})
+    if not rounds:
+        return []
+    head = "| round | " + " | ".join(r["target"] for r in judged) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for n in rounds:
+        cells = [target_pair_cell(r["measure"], next((p for p in r["pairs"] if p.get("round") == n), None))
+                 for r in judged]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def md_targets_section(s: dict, targets: dict) -> list[str]:
+    lines = [
+        "## Targets", "",
+        f"PERFORMANCE_HINT={s.get('target_hint', TARGET_HINT)}, gRPC TFS Predict. Each target is measured "
+        f"as {s.get('target_rounds', '?')} served-then-raw pairs (one `loadgen --compare-raw` each: the "
+        "server measured and stopped, then the raw run), the targets taking turns round by round, and is "
+        "judged on the median pair: on a shared machine a single pair moves by up to a third with what "
+        "the neighbours do, and a median of alternating pairs is not carried off by one bad spell. "
+        "img/s = batch × clients × 1000 / mean latency (Little's law for a closed loop, the Tables' "
+        "formula). \"per CPU s\" is the median over the pairs of requests per CPU second, served ÷ raw, "
+        "the measure that moves least with the machine's load. The overhead is the median of the "
+        "per-pair differences served p50 − raw p50 (the medians of both p50s in brackets).",
+        "",
+    ]
+    for precision, t in targets.items():
+        lines += [f"**Targets** — {t['label']}", ""]
+        lines += md_targets(t["rows"])
+        lines += ["Per round (pair):", ""]
+        lines += md_target_rounds(t["rows"])
+    return lines
+
+
 def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
     m, v, s = meta["machine"], meta["versions"], meta["settings"]
     cpu = m["lscpu"]
@@ -342,6 +549,13 @@ def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
         f"- Precisions: {', '.join(s['precisions'])}; models from `{s['model_dir']}` "
         "(scripts/make_resnet.py, random weights); batches > 1 reshape the model at load, "
         "the same in the server and the raw run",
+    ]
+    if "targets" in s.get("suites", []):
+        lines.append(
+            f"- Targets: {TABLE3_MODEL} at batch 1 and 16 with {s.get('target_clients')} clients, "
+            f"`tests/fixtures/models/{TINY_MODEL}` at 1 and {TINY_BUSY_CLIENTS} clients; "
+            f"PERFORMANCE_HINT={s.get('target_hint', TARGET_HINT)}, gRPC; {s.get('target_rounds')} rounds")
+    lines += [
         "",
         "img/s in Tables 1–3 = batch × 1000 / mean latency in ms (the 2018 note's formula); in the "
         "sweep = images completed in the window ÷ window. served ÷ raw is the price of serving "
@@ -355,6 +569,8 @@ def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
         f"\"⚠ few\" marks fewer than {FEW_REQUESTS} requests in a window (a rough number).",
         "",
     ]
+    if report.get("targets"):
+        lines += md_targets_section(s, report["targets"])
     for precision in s["precisions"]:
         pr = report["precisions"].get(precision)
         if not pr:
@@ -526,6 +742,11 @@ def cmd_render(args: argparse.Namespace) -> None:
     (out / "charts").mkdir(exist_ok=True)
     with_suite = lambda suite, precision: any(  # noqa: E731
         p.get("suite") == suite and p.get("precision") == precision for p in points)
+    report["targets"] = {
+        precision: {"label": precision_label(points, precision),
+                    "rows": target_rows(points, precision, s.get("target_clients", 4))}
+        for precision in s["precisions"] if with_suite("targets", precision)
+    }
     for precision in s["precisions"]:
         if not (with_suite("tables", precision) or with_suite("sweep", precision)):
             continue
@@ -579,6 +800,8 @@ def main(argv: list[str] | None = None) -> int:
         start.add_argument(flag, required=True)
     start.add_argument("--duration", type=float, required=True)
     start.add_argument("--warmup", type=float, required=True)
+    start.add_argument("--target-clients", type=int, required=True)
+    start.add_argument("--rounds", type=int, required=True)
     render = sub.add_parser("render", help="write results.md, results.json and charts/ from OUT")
     render.add_argument("out")
     render.add_argument("--elapsed", type=float, help="wall time of the whole run, seconds")
