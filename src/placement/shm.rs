@@ -91,6 +91,47 @@ pub fn ensure(region: &mut Option<Region>, needed: usize) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Packs tensors one after another into a region, growing it (into a new memfd that keeps what
+/// was written) when the next one does not fit.
+pub struct Appender<'a> {
+    region: &'a mut Option<Region>,
+    end: usize,
+    replaced: bool,
+}
+
+impl<'a> Appender<'a> {
+    pub fn new(region: &'a mut Option<Region>) -> Appender<'a> {
+        Appender {
+            region,
+            end: 0,
+            replaced: false,
+        }
+    }
+
+    /// Copies `bytes` in; returns their offset.
+    pub fn push(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let offset = self.end.div_ceil(ALIGN) * ALIGN;
+        let needed = offset + bytes.len();
+        if self.region.as_ref().is_none_or(|r| r.len() < needed) {
+            let mut bigger = Region::create(needed)?;
+            if let Some(old) = self.region.as_ref() {
+                bigger.bytes_mut()[..self.end].copy_from_slice(&old.bytes()[..self.end]);
+            }
+            *self.region = Some(bigger);
+            self.replaced = true;
+        }
+        let region = self.region.as_mut().expect("made above");
+        region.bytes_mut()[offset..needed].copy_from_slice(bytes);
+        self.end = needed;
+        Ok(offset)
+    }
+
+    /// Whether the region was replaced (its descriptor must go to the other side).
+    pub fn replaced(&self) -> bool {
+        self.replaced
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +156,19 @@ mod tests {
         assert!(!ensure(&mut slot, 4096).unwrap());
         assert!(ensure(&mut slot, 4097).unwrap());
         assert_eq!(slot.unwrap().len(), 8192);
+    }
+
+    #[test]
+    fn an_appender_grows_the_region_and_keeps_what_it_wrote() {
+        let mut slot = Some(Region::create(4096).unwrap());
+        let mut appender = Appender::new(&mut slot);
+        assert_eq!(appender.push(b"first").unwrap(), 0);
+        assert!(!appender.replaced());
+        let big = vec![7u8; 5000];
+        assert_eq!(appender.push(&big).unwrap(), 64);
+        assert!(appender.replaced());
+        let region = slot.unwrap();
+        assert_eq!(&region.bytes()[..5], b"first");
+        assert_eq!(&region.bytes()[64..5064], &big[..]);
     }
 }

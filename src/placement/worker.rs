@@ -202,31 +202,33 @@ impl Session {
             .into_iter()
             .map(|slot| self.input(slot))
             .collect::<Result<Vec<_>, _>>()?;
-        let results = self
-            .executor
-            .infer(&ValidatedInputs::trusted(tensors), &outputs)?;
-        let (offsets, needed) = shm::layout(results.iter().map(|t| t.raw_bytes().len()));
-        let new_region = shm::ensure(&mut self.outputs, needed).map_err(runtime)?;
-        let region = self.outputs.as_mut().expect("ensured above");
-        let slots = results
-            .iter()
-            .zip(offsets)
-            .map(|(tensor, offset)| {
-                let bytes = tensor.raw_bytes();
-                region.bytes_mut()[offset..offset + bytes.len()].copy_from_slice(bytes);
-                Slot {
-                    dtype: tensor.dtype,
-                    shape: tensor.shape.clone(),
+        // Outputs go from OpenVINO's tensors straight into shared memory.
+        let mut appender = shm::Appender::new(&mut self.outputs);
+        let mut slots = Vec::with_capacity(outputs.len());
+        self.executor.infer_with(
+            &ValidatedInputs::trusted(tensors),
+            &outputs,
+            &mut |dtype, shape, bytes| {
+                let offset = appender.push(bytes).map_err(runtime)?;
+                slots.push(Slot {
+                    dtype,
+                    shape: shape.to_vec(),
                     offset,
                     len: bytes.len(),
-                }
-            })
-            .collect();
+                });
+                Ok(())
+            },
+        )?;
+        let new_region = appender.replaced();
+        let fd = match (&self.outputs, new_region) {
+            (Some(region), true) => Some(region.fd()),
+            _ => None,
+        };
         let reply = FromWorker::Outputs {
             tensors: slots,
             new_region,
         };
-        Ok((reply, new_region.then(|| region.fd())))
+        Ok((reply, fd))
     }
 
     /// A tensor whose bytes stay in the shared region (no copy before OpenVINO's own).

@@ -9,7 +9,7 @@ pub mod openvino;
 
 use crate::error::BackendError;
 use crate::model::validate::ValidatedInputs;
-use crate::tensor::{Signature, Tensor};
+use crate::tensor::{DataType, Signature, Tensor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -38,6 +38,9 @@ pub struct LoadSpec {
     pub reshape: Reshape,
 }
 
+/// Receives one output of an inference: element type, shape and the runtime's own bytes.
+pub type OutputSink<'a> = dyn FnMut(DataType, &[usize], &[u8]) -> Result<(), BackendError> + 'a;
+
 /// Loads model versions. Implementations must be callable from any loading thread.
 pub trait Backend: Send + Sync + 'static {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError>;
@@ -62,4 +65,19 @@ pub trait Executor: Send {
         inputs: &ValidatedInputs,
         outputs: &[usize],
     ) -> Result<Vec<Tensor>, BackendError>;
+
+    /// Runs one inference and shows each requested output to `sink` (in `outputs` order) while
+    /// the runtime still holds it, for a caller that copies the bytes somewhere anyway (a
+    /// placement worker, into shared memory): one copy instead of two.
+    fn infer_with(
+        &mut self,
+        inputs: &ValidatedInputs,
+        outputs: &[usize],
+        sink: &mut OutputSink<'_>,
+    ) -> Result<(), BackendError> {
+        for tensor in self.infer(inputs, outputs)? {
+            sink(tensor.dtype, &tensor.shape, tensor.raw_bytes())?;
+        }
+        Ok(())
+    }
 }

@@ -288,12 +288,9 @@ fn infer_error(e: openvino::InferenceError) -> BackendError {
     BackendError::Infer(e.to_string())
 }
 
-impl Executor for OpenVinoExecutor {
-    fn infer(
-        &mut self,
-        inputs: &ValidatedInputs,
-        outputs: &[usize],
-    ) -> Result<Vec<Tensor>, BackendError> {
+impl OpenVinoExecutor {
+    /// Copies the inputs into the request's tensors (the one copy of the input) and infers.
+    fn run(&mut self, inputs: &ValidatedInputs) -> Result<(), BackendError> {
         for ((tensor, name), dynamic) in inputs
             .tensors()
             .iter()
@@ -313,34 +310,66 @@ impl Executor for OpenVinoExecutor {
                 // tensor is freed once, by `target`.
                 std::mem::forget(target.set_shape(&shape).map_err(infer_error)?);
             }
-            // The one copy of the input: from the request buffer into OpenVINO's tensor.
             target
                 .get_raw_data_mut()
                 .map_err(infer_error)?
                 .copy_from_slice(tensor.raw_bytes());
         }
-        self.request.infer().map_err(infer_error)?;
+        self.request.infer().map_err(infer_error)
+    }
+
+    /// Output `index` of the last inference, as OpenVINO holds it.
+    fn output(
+        &self,
+        index: usize,
+    ) -> Result<(DataType, Vec<usize>, openvino::Tensor), BackendError> {
+        let out = self
+            .request
+            .get_output_tensor_by_index(index)
+            .map_err(infer_error)?;
+        let element = out.get_element_type().map_err(infer_error)?;
+        let dtype = data_type(element)
+            .ok_or_else(|| BackendError::Unsupported(format!("output element type {element:?}")))?;
+        let shape = out
+            .get_shape()
+            .map_err(infer_error)?
+            .get_dimensions()
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        Ok((dtype, shape, out))
+    }
+}
+
+impl Executor for OpenVinoExecutor {
+    fn infer(
+        &mut self,
+        inputs: &ValidatedInputs,
+        outputs: &[usize],
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.run(inputs)?;
         outputs
             .iter()
             .map(|&index| {
-                let out = self
-                    .request
-                    .get_output_tensor_by_index(index)
-                    .map_err(infer_error)?;
-                let element = out.get_element_type().map_err(infer_error)?;
-                let dtype = data_type(element).ok_or_else(|| {
-                    BackendError::Unsupported(format!("output element type {element:?}"))
-                })?;
-                let shape = out
-                    .get_shape()
-                    .map_err(infer_error)?
-                    .get_dimensions()
-                    .iter()
-                    .map(|&d| d as usize)
-                    .collect();
+                let (dtype, shape, out) = self.output(index)?;
+                // The one copy of the output: from OpenVINO's tensor into the response buffer.
                 let bytes = bytes::Bytes::copy_from_slice(out.get_raw_data().map_err(infer_error)?);
                 Ok(Tensor::raw(dtype, shape, bytes))
             })
             .collect()
+    }
+
+    fn infer_with(
+        &mut self,
+        inputs: &ValidatedInputs,
+        outputs: &[usize],
+        sink: &mut crate::runtime::OutputSink<'_>,
+    ) -> Result<(), BackendError> {
+        self.run(inputs)?;
+        for &index in outputs {
+            let (dtype, shape, out) = self.output(index)?;
+            sink(dtype, &shape, out.get_raw_data().map_err(infer_error)?)?;
+        }
+        Ok(())
     }
 }
