@@ -48,9 +48,21 @@ pub struct WorkerGroup {
     on_restart: OnceLock<RestartHook>,
 }
 
-/// A worker that dies sooner than this after starting is restarted only after this long, so a
-/// crash loop does not spin a CPU.
-const CRASH_BACKOFF: Duration = Duration::from_secs(1);
+/// A worker that dies within `STABLE` of starting waits before its restart, 1 s at first and
+/// twice as long each time up to `MAX_BACKOFF`: a model that crashes OpenVINO on load would
+/// otherwise restart and reload it in a tight loop. A worker that ran longer restarts at once.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const STABLE: Duration = Duration::from_secs(10);
+
+/// The wait before the next restart, and the backoff after it.
+fn next_backoff(lived: Duration, backoff: Duration) -> (Duration, Duration) {
+    if lived >= STABLE {
+        (Duration::ZERO, FIRST_BACKOFF)
+    } else {
+        (backoff, (backoff * 2).min(MAX_BACKOFF))
+    }
+}
 
 impl WorkerGroup {
     /// Binds the group's socket and starts its supervisor (which starts the worker).
@@ -107,13 +119,15 @@ impl WorkerGroup {
 
     fn supervise(&self, settings: &WorkerSettings) {
         let mut restarted = false;
+        let mut backoff = FIRST_BACKOFF;
         loop {
             let started = Instant::now();
             let mut child = match self.spawn(settings) {
                 Ok(child) => child,
                 Err(e) => {
-                    tracing::error!(group = %self.name, error = %e, "cannot start placement worker; retrying");
-                    std::thread::sleep(CRASH_BACKOFF);
+                    tracing::error!(group = %self.name, error = %e, retry_in_s = backoff.as_secs(), "cannot start placement worker");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
@@ -139,10 +153,11 @@ impl WorkerGroup {
                 .placement_worker_restarts
                 .with_label_values(&[&self.name])
                 .inc();
-            tracing::error!(group = %self.name, status = ?status, "placement worker exited; restarting it and reloading its models");
-            if started.elapsed() < CRASH_BACKOFF {
-                std::thread::sleep(CRASH_BACKOFF);
-            }
+            let (wait, next) = next_backoff(started.elapsed(), backoff);
+            tracing::error!(group = %self.name, status = ?status, restart_in_ms = wait.as_millis() as u64,
+                "placement worker exited; restarting it and reloading its models");
+            std::thread::sleep(wait);
+            backoff = next;
             restarted = true;
         }
     }
@@ -185,5 +200,28 @@ impl WorkerGroup {
             });
         }
         command.spawn()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loops_back_off_and_stable_workers_restart_at_once() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            next_backoff(second, FIRST_BACKOFF),
+            (FIRST_BACKOFF, 2 * second)
+        );
+        assert_eq!(next_backoff(second, 2 * second), (2 * second, 4 * second));
+        assert_eq!(
+            next_backoff(second, MAX_BACKOFF),
+            (MAX_BACKOFF, MAX_BACKOFF)
+        );
+        assert_eq!(
+            next_backoff(STABLE, MAX_BACKOFF),
+            (Duration::ZERO, FIRST_BACKOFF)
+        );
     }
 }
