@@ -239,7 +239,12 @@ struct Placed {
     staging: tempfile::TempDir,
     repo: Repo,
     server: Server,
+    _observing: std::sync::MutexGuard<'static, ()>,
 }
+
+/// The observation tests watch where threads run and how much CPU they get, so they run one at
+/// a time rather than competing for the same two CPUs.
+static OBSERVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Starts the server with `--topology` on `models`; `None` when this machine lacks CPUs 0 and 1.
 fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
@@ -247,6 +252,9 @@ fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
         println!("placement: SKIPPED, this test needs CPUs 0 and 1");
         return None;
     }
+    let observing = OBSERVING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let staging = tempfile::tempdir().unwrap();
     // A few milliseconds of work per inference on one thread, so the sampler catches
     // inference threads running.
@@ -270,6 +278,7 @@ fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
         staging,
         repo,
         server,
+        _observing: observing,
     })
 }
 
@@ -279,6 +288,7 @@ async fn two_models_on_two_cpus_run_only_there() {
         staging,
         repo,
         server,
+        _observing,
     }) = start_placed(
         &["a", "b"],
         "[models.a]\nnode = 0\ncore_ids = [0]\n\n[models.b]\nnode = 0\ncore_ids = [1]\n",
@@ -397,10 +407,13 @@ async fn two_models_on_two_cpus_run_only_there() {
 /// workers feeding the placement worker) keep to the reserved core; the model's worker to its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_to_its_reserved_cores() {
-    let Some(Placed { server, .. }) = start_placed(
+    let Some(Placed {
+        server, _observing, ..
+    }) = start_placed(
         &["a"],
         "reserved_cores = { 0 = 1 }\n\n[models.a]\nnode = 0\ncore_ids = [1]\n",
-    ) else {
+    )
+    else {
         return;
     };
     let plan = placement(&server).await;
