@@ -282,6 +282,9 @@ fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
     })
 }
 
+// The guard only keeps the observation tests apart; each test has its own runtime, so holding
+// it across awaits cannot deadlock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_models_on_two_cpus_run_only_there() {
     let Some(Placed {
@@ -405,10 +408,14 @@ async fn two_models_on_two_cpus_run_only_there() {
 
 /// `reserved_cores`: the server's own threads (gRPC, REST, loading, watching, the request
 /// workers feeding the placement worker) keep to the reserved core; the model's worker to its own.
+#[allow(clippy::await_holding_lock)] // see two_models_on_two_cpus_run_only_there
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_to_its_reserved_cores() {
     let Some(Placed {
-        server, _observing, ..
+        server,
+        repo: _repo,
+        staging: _staging,
+        _observing,
     }) = start_placed(
         &["a"],
         "reserved_cores = { 0 = 1 }\n\n[models.a]\nnode = 0\ncore_ids = [1]\n",
