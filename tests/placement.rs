@@ -513,3 +513,20 @@ fn a_worker_that_cannot_bind_memory_warns_and_serves() {
     let _ = worker.kill();
     let _ = worker.wait();
 }
+
+/// Without `--topology` there is no plan, and the endpoint says so.
+#[tokio::test]
+async fn without_a_topology_the_placement_endpoint_says_why() {
+    let repo = Repo::new(&[("add", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let response = reqwest::get(server.rest_url("/v1/placement"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("--topology"),
+        "{body}"
+    );
+}
