@@ -350,6 +350,22 @@ async fn two_models_on_two_cpus_run_only_there() {
     assert_eq!(totals["a"].1, 0, "{totals:?}");
     assert_confined("a (version 2)", 0, &observed[0]);
 
+    // Stop signals meant for the service (systemd signals the whole cgroup) leave the worker to
+    // the server, which drains first.
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid_a.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(worker_of(&placement(&server).await, "a"), (Some(pid_a), 0));
+    assert!(server
+        .predict_client()
+        .await
+        .predict(request("a"))
+        .await
+        .is_ok());
+
     // A worker that dies is restarted with the same placement and its model reloaded.
     assert!(Command::new("kill")
         .args(["-9", &pid_a.to_string()])

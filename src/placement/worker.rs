@@ -33,6 +33,13 @@ struct Models {
 }
 
 pub fn run(args: &WorkerArgs) -> ExitCode {
+    // systemd's stop signals the whole cgroup and a terminal's Ctrl-C the whole process group:
+    // a worker that died with them would fail the requests the server is still draining. It
+    // leaves when the server does (PR_SET_PDEATHSIG) or closes its connections.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: setting a signal to SIG_IGN installs no handler code.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
     crate::memory::tune_malloc(args.malloc_arena_max, args.malloc_trim_threshold_mib);
     crate::telemetry::init(&args.log_level, &args.log_format);
     let allowed = super::affinity::current_cpus();
