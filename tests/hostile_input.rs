@@ -250,12 +250,7 @@ async fn raw_predict_bytes(addr: &str, payload: &[u8], grpc_timeout: &str) -> (S
 
 /// `ovms_current_requests` of a model, from /metrics.
 async fn in_flight(server: &Server, model: &str) -> f64 {
-    let text = reqwest::get(server.rest_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await.unwrap();
     let prefix = format!("ovms_current_requests{{name=\"{model}\",");
     text.lines()
         .filter(|l| l.starts_with(&prefix))
@@ -320,12 +315,7 @@ async fn expired_deadline_answers_deadline_exceeded_and_the_job_is_skipped() {
         b.await.unwrap().unwrap();
     }
     // The expired job was dropped by the worker, not run: exactly the eight big inferences.
-    let text = reqwest::get(server.rest_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await.unwrap();
     let count: f64 = text
         .lines()
         .find(|l| l.starts_with("ovms_inference_time_us_count{name=\"dynamic\",version=\"1\"}"))

@@ -1170,12 +1170,7 @@ async fn a_nireq_change_rebuilds_versions_without_a_failed_request() {
 /// The server's own count of a version's infer requests (worker threads): the
 /// `ovms_infer_req_queue_size` gauge on `GET /metrics`.
 async fn infer_requests(server: &Server, model: &str, version: u64) -> Option<u64> {
-    let text = reqwest::get(server.rest_url("/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = server.metrics_text().await.ok()?;
     let (name, version) = (
         format!("name=\"{model}\""),
         format!("version=\"{version}\""),

@@ -69,16 +69,7 @@ async fn counters_and_histograms_move_by_the_traffic_sent() {
     server.wait_loaded();
     let mut grpc = server.predict_client().await;
     let http = reqwest::Client::new();
-    let before = parse(
-        &http
-            .get(server.rest_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let before = parse(&server.metrics_text().await.unwrap());
 
     for _ in 0..5 {
         let req = PredictRequest {

@@ -409,12 +409,7 @@ async fn two_models_on_two_cpus_run_only_there() {
     );
     assert_confined("a (restarted worker)", 0, &observed[0]);
     assert_confined("b", 1, &observed[1]);
-    let metrics = reqwest::get(server.rest_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await.unwrap();
     assert!(
         metrics.contains("vinoserve_placement_worker_restarts_total{group=\"n0-c0\"} 1"),
         "{metrics}"

@@ -191,6 +191,11 @@ impl Server {
         format!("http://{}{}", self.rest_addr, path)
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> reqwest::Result<String> {
+        reqwest::get(self.rest_url("/metrics")).await?.text().await
+    }
+
     pub async fn predict_client(&self) -> PredictionServiceClient<Channel> {
         PredictionServiceClient::connect(self.grpc_url())
             .await
