@@ -508,10 +508,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    // Exact in f32, so `x + version` is exact too; differs per client and request.
-                    let x: Vec<f32> = (0..10)
-                        .map(|i| (n % 512) as f32 + i as f32 * 0.25 + index as f32 * 0.0625)
-                        .collect();
+                    let x = common::probe_input(n, index);
                     let mut request = tonic::Request::new(predict_request(&client, &x));
                     request.set_timeout(Duration::from_secs(10));
                     let sent = Instant::now();

@@ -398,10 +398,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    // Exact in f32 (so is x + 1, x + 2); differs per client and request.
-                    let x: Vec<f32> = (0..10)
-                        .map(|i| (n % 512) as f32 + i as f32 * 0.25 + index as f32 * 0.0625)
-                        .collect();
+                    let x = common::probe_input(n, index);
                     let sent = Instant::now();
                     let outcome = connection.call(&x).await;
                     records.lock().unwrap().push(Record {

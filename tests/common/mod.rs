@@ -67,6 +67,14 @@ impl Repo {
     }
 }
 
+/// The `n`th input of load-test client `client` for the `[1,10]` f32 fixtures: exact in f32 (so
+/// are `x + 1` and `x + 2`), and different per client and request so answers cannot be mixed up.
+pub fn probe_input(n: u32, client: usize) -> Vec<f32> {
+    (0..10)
+        .map(|i| (n % 512) as f32 + i as f32 * 0.25 + client as f32 * 0.0625)
+        .collect()
+}
+
 /// y = x · W with x [rows, width] and random f32 weights W [width, width] (fixed seed), written
 /// by OpenVINO's Python API: a model whose size and work per inference the test chooses.
 pub fn make_matmul_model(dir: &Path, rows: usize, width: usize) {
