@@ -67,13 +67,9 @@ fn start_placement(
     topology: &std::path::Path,
     local: Arc<dyn vinoserve::runtime::Backend>,
 ) -> Result<vinoserve::placement::Placement, String> {
-    use vinoserve::topology::{discover, plan, Source, TopologyFile};
-    let file = TopologyFile::load(topology).map_err(|e| format!("invalid topology: {e}"))?;
-    let machine =
-        discover(Source::ThisMachine).map_err(|e| format!("topology discovery failed: {e}"))?;
+    use vinoserve::topology::{plan_from_file, Source};
     let models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
-    let plan = plan(&machine, &file, &models)
-        .map_err(|e| format!("invalid placement for {}: {e}", topology.display()))?;
+    let plan = plan_from_file(topology, Source::ThisMachine, &models)?;
     for line in plan.to_string().lines() {
         tracing::info!(target: "vinoserve::placement", "plan: {line}");
     }

@@ -2,20 +2,31 @@
 
 use super::{discover, plan, Plan, Source, TopologyFile};
 use crate::config::{load_config_file, PlanArgs};
+use std::path::Path;
 
 /// Runs the planner for the CLI; the error is the one line to print before exiting 1.
 pub fn run_plan(args: &PlanArgs) -> Result<Plan, String> {
     let config = load_config_file(&args.config).map_err(|e| format!("invalid config: {e}"))?;
     let models: Vec<String> = config.models.into_iter().map(|m| m.name).collect();
-    let file = TopologyFile::load(&args.topology).map_err(|e| format!("invalid topology: {e}"))?;
     let source = match (&args.synthetic, &args.hwloc_xml) {
         (Some(s), _) => Source::Synthetic(s),
         (None, Some(p)) => Source::XmlFile(p),
         (None, None) => Source::ThisMachine,
     };
+    plan_from_file(&args.topology, source, &models)
+}
+
+/// Topology file + machine + model names → plan (`vinoserve plan`, and `--topology` at start-up);
+/// the error is one line that says which step failed.
+pub fn plan_from_file(
+    topology: &Path,
+    source: Source<'_>,
+    models: &[String],
+) -> Result<Plan, String> {
+    let file = TopologyFile::load(topology).map_err(|e| format!("invalid topology: {e}"))?;
     let machine = discover(source).map_err(|e| format!("topology discovery failed: {e}"))?;
-    plan(&machine, &file, &models)
-        .map_err(|e| format!("invalid placement for {}: {e}", args.topology.display()))
+    plan(&machine, &file, models)
+        .map_err(|e| format!("invalid placement for {}: {e}", topology.display()))
 }
 
 #[cfg(test)]

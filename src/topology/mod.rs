@@ -14,7 +14,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use command::run_plan;
+pub use command::{plan_from_file, run_plan};
 pub use discover::{discover, DiscoverError, Source};
 pub use file::{FileError, Hint, Placement, TopologyFile};
 pub use machine::{cpu_list, Core, Machine, Node};
