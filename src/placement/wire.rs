@@ -62,10 +62,11 @@ pub struct Slot {
 
 /// Sends `message`, with `fd` attached to its first byte when given.
 pub fn send<T: Serialize>(stream: &UnixStream, message: &T, fd: Option<RawFd>) -> io::Result<()> {
-    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    // The length goes in front once the body is written: one buffer, no second copy.
+    let mut frame = vec![0u8; 4];
+    serde_json::to_writer(&mut frame, message).map_err(io::Error::other)?;
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
     let sent = match fd {
         Some(fd) => send_with_fd(stream, &frame, fd)?,
         None => 0,
