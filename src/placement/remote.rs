@@ -146,14 +146,11 @@ impl Executor for RemoteExecutor {
                 "string inputs are not passed to placement workers".into(),
             ));
         }
-        let (offsets, needed) = shm::layout(tensors.iter().map(|t| t.raw_bytes().len()));
-        let new_region =
-            shm::ensure(&mut self.inputs, needed).map_err(|e| self.endpoint.lost(e))?;
-        let region = self.inputs.as_mut().expect("ensured above");
+        let mut appender = shm::Appender::new(&mut self.inputs);
         let mut slots = Vec::with_capacity(tensors.len());
-        for (tensor, offset) in tensors.iter().zip(offsets) {
+        for tensor in tensors {
             let bytes = tensor.raw_bytes();
-            region.bytes_mut()[offset..offset + bytes.len()].copy_from_slice(bytes);
+            let offset = appender.push(bytes).map_err(|e| self.endpoint.lost(e))?;
             slots.push(Slot {
                 dtype: tensor.dtype,
                 shape: tensor.shape.clone(),
@@ -161,12 +158,16 @@ impl Executor for RemoteExecutor {
                 len: bytes.len(),
             });
         }
+        let new_region = appender.replaced();
         let message = ToWorker::Infer {
             inputs: slots,
             outputs: outputs.to_vec(),
             new_region,
         };
-        let fd = new_region.then(|| region.fd());
+        let fd = match (&self.inputs, new_region) {
+            (Some(region), true) => Some(region.fd()),
+            _ => None,
+        };
         let (reply, fd) = self.endpoint.exchange(&self.stream, &message, fd)?;
         let FromWorker::Outputs {
             tensors,

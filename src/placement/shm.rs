@@ -67,30 +67,6 @@ impl Region {
     }
 }
 
-/// Offsets for tensors of these byte lengths packed into one region, and the bytes needed.
-pub fn layout(lengths: impl IntoIterator<Item = usize>) -> (Vec<usize>, usize) {
-    let mut end = 0usize;
-    let offsets = lengths
-        .into_iter()
-        .map(|len| {
-            let offset = end.div_ceil(ALIGN) * ALIGN;
-            end = offset + len;
-            offset
-        })
-        .collect();
-    (offsets, end)
-}
-
-/// Makes sure `region` holds at least `needed` bytes; returns whether it was replaced (the new
-/// descriptor must then go to the other side).
-pub fn ensure(region: &mut Option<Region>, needed: usize) -> io::Result<bool> {
-    if region.as_ref().is_some_and(|r| r.len() >= needed) {
-        return Ok(false);
-    }
-    *region = Some(Region::create(needed)?);
-    Ok(true)
-}
-
 /// Packs tensors one after another into a region, growing it (into a new memfd that keeps what
 /// was written) when the next one does not fit.
 pub struct Appender<'a> {
@@ -137,10 +113,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_aligns_every_tensor() {
-        let (offsets, end) = layout([10, 0, 100]);
+    fn an_appender_aligns_every_tensor() {
+        let mut slot = None;
+        let mut appender = Appender::new(&mut slot);
+        let offsets: Vec<usize> = [&[1u8; 10][..], &[], &[2u8; 100]]
+            .iter()
+            .map(|bytes| appender.push(bytes).unwrap())
+            .collect();
         assert_eq!(offsets, vec![0, 64, 64]);
-        assert_eq!(end, 164);
+        assert_eq!(appender.end, 164);
     }
 
     #[test]
@@ -153,8 +134,12 @@ mod tests {
         let reader = Region::open(dup).unwrap();
         assert_eq!(&reader.bytes()[..3], b"abc");
         let mut slot = Some(writer);
-        assert!(!ensure(&mut slot, 4096).unwrap());
-        assert!(ensure(&mut slot, 4097).unwrap());
+        let mut appender = Appender::new(&mut slot);
+        appender.push(&[0u8; 4096]).unwrap();
+        assert!(!appender.replaced());
+        let mut appender = Appender::new(&mut slot);
+        appender.push(&[0u8; 4097]).unwrap();
+        assert!(appender.replaced());
         assert_eq!(slot.unwrap().len(), 8192);
     }
 
