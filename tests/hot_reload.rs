@@ -19,7 +19,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Repo, Server};
+use common::{eventually, Repo, Server};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -141,25 +141,6 @@ fn threads_named(pid: u32, prefix: &str) -> usize {
 
 // ------------------------------------------------------------------------------------ waiting
 
-/// Polls `probe` every 20 ms until it yields a value; panics after `timeout`.
-async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ------------------------------------------------------------------------------------ status
 
 async fn model_status(
@@ -186,13 +167,7 @@ fn state_of(statuses: &[ModelVersionStatus], version: i64) -> Option<i32> {
 
 /// Waits until GetModelStatus reports `version` of `model` in `state`.
 async fn wait_state(server: &Server, model: &str, version: i64, state: i32) {
-    let mut client = server.model_client().await;
-    let what = format!("{model} version {version} {}", name_of(state));
-    eventually(&what, DEADLINE, async || {
-        let statuses = model_status(&mut client, model).await.ok()?;
-        (state_of(&statuses, version) == Some(state)).then_some(())
-    })
-    .await
+    common::wait_state(server, model, version, state, DEADLINE).await
 }
 
 /// Model → version → state name, from `GET /v1/config`.

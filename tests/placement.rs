@@ -10,7 +10,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{statuses, Repo, Server};
+use common::{Repo, Server};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
@@ -223,17 +223,6 @@ fn worker_of(placement: &Value, model: &str) -> (Option<u32>, u64) {
     )
 }
 
-async fn wait_available(server: &Server, model: &str, version: i64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !statuses(server, model).await.contains(&(version, 30)) {
-        assert!(
-            Instant::now() < deadline,
-            "{model} v{version} never became AVAILABLE"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A repository of matmul models (version 1 each), a topology file, and the server on them.
 struct Placed {
     staging: tempfile::TempDir,
@@ -342,7 +331,7 @@ async fn two_models_on_two_cpus_run_only_there() {
 
     // A hot-reloaded version loads in the same worker and keeps the placement.
     common::copy_dir(staging.path(), &repo.model_dir("a").join("2"));
-    wait_available(&server, "a", 2).await;
+    common::wait_state(&server, "a", 2, 30, Duration::from_secs(60)).await;
     assert_eq!(worker_of(&placement(&server).await, "a").0, Some(pid_a));
     let (observed, totals) =
         observe_under_load(&server, &[("a", pid_a)], Duration::from_secs(2)).await;

@@ -253,6 +253,45 @@ pub fn spec(name: &str, version: Option<i64>) -> Option<ModelSpec> {
     })
 }
 
+/// Polls `probe` every 20 ms until it gives a value; fails the test after `timeout`, naming `what`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until GetModelStatus reports `version` of `model` in `state` (TFS state numbers).
+pub async fn wait_state(server: &Server, model: &str, version: i64, state: i32, timeout: Duration) {
+    use vinoserve::proto::tensorflow::serving::model_version_status::State;
+    let name = State::try_from(state).map_or("?", |s| s.as_str_name());
+    let what = format!("{model} version {version} {name}");
+    let mut client = server.model_client().await;
+    eventually(&what, timeout, async || {
+        let request = GetModelStatusRequest {
+            model_spec: spec(model, None),
+        };
+        let statuses = client.get_model_status(request).await.ok()?.into_inner();
+        statuses
+            .model_version_status
+            .iter()
+            .any(|s| s.version == version && s.state == state)
+            .then_some(())
+    })
+    .await
+}
+
 /// States (version, state) of a model as GetModelStatus reports them.
 pub async fn statuses(server: &Server, model: &str) -> Vec<(i64, i32)> {
     let mut client = server.model_client().await;
