@@ -10,12 +10,14 @@
 ///
 /// `arenas` caps the malloc arenas (0 keeps glibc's default of 8 per CPU). `trim_threshold_mib`
 /// (0 keeps glibc's dynamic thresholds) makes free() hand the top of the heap back to the OS once
-/// that much is free there. Why: with the dynamic thresholds glibc raises its trim threshold to
+/// that much is free there, and gives blocks of that size or more their own mappings, unmapped
+/// when freed. Why: with the dynamic thresholds glibc raises its trim threshold to
 /// twice the largest block it ever unmapped (32 MiB once a model's weights were freed), and memory
 /// OpenVINO frees after a version's unload stayed resident until a later swap: 50 swaps of a 16 MiB
-/// model ended anywhere from +2.4% to +26% RSS. Fixed thresholds (mmap at 32 MiB, glibc's dynamic
-/// maximum, so request buffers still come from the heap; trim at 4 MiB, above a batch-1 image
-/// tensor) ended at +2.4..2.7% in every run, never above +2.8% after any swap.
+/// model ended anywhere from +2.4% to +26% RSS. A fixed trim threshold of 4 MiB (above a batch-1
+/// image tensor) with the mmap threshold at 32 MiB ended at +2.4..2.7% in ~20 runs but +10.4% in
+/// one CI run (an 8 MiB block reused while resident); with both at 4 MiB, 12 of 12 runs ended at
+/// +2.4..2.8% and no swap left more than +2.9%: model-sized blocks are never recycled resident.
 ///
 /// The price, measured with ResNet-50 over gRPC: requests up to the threshold reuse heap pages
 /// (batch 1: 0 minor faults per request, 34 with the dynamic thresholds), larger ones are faulted
@@ -32,7 +34,7 @@ pub fn tune_malloc(arenas: usize, trim_threshold_mib: usize) {
         .iter()
         .any(|name| std::env::var_os(name).is_some());
     if trim_threshold_mib > 0 && !tuned_by_operator {
-        set_malloc_option(libc::M_MMAP_THRESHOLD, 32 << 20);
+        set_malloc_option(libc::M_MMAP_THRESHOLD, trim_threshold_mib << 20);
         set_malloc_option(libc::M_TRIM_THRESHOLD, trim_threshold_mib << 20);
     }
 }

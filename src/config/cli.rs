@@ -185,8 +185,8 @@ pub struct ServeArgs {
     #[arg(long = "malloc_arena_max", default_value_t = 2)]
     pub malloc_arena_max: usize,
 
-    /// MiB free at the top of the heap before free() returns it to the OS (0 = glibc's dynamic
-    /// thresholds). Keeps memory freed by unloaded versions from lingering; MALLOC_TRIM_THRESHOLD_
+    /// MiB free at the top of the heap before free() returns it to the OS, and the block size
+    /// from which allocations get their own mappings (0 = glibc's dynamic thresholds). Keeps memory freed by unloaded versions from lingering; MALLOC_TRIM_THRESHOLD_
     /// or MALLOC_MMAP_THRESHOLD_ in the environment win.
     #[arg(long = "malloc_trim_threshold_mib", default_value_t = 4)]
     pub malloc_trim_threshold_mib: usize,
