@@ -151,6 +151,7 @@ fn populated_registry() -> Registry {
         nireq: 1,
         queue_bound: 4,
         setup: None,
+        inline_limit: None,
     };
     let registry = Registry::new();
     for m in 0..MODELS {

@@ -6,8 +6,8 @@
 
 use crate::model::registry::{Registry, VersionState};
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec,
-    IntGaugeVec, Opts, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -30,6 +30,7 @@ pub struct Metrics {
     pub request_time_us: HistogramVec,
     pub inference_time_us: HistogramVec,
     pub wait_for_infer_req_time_us: HistogramVec,
+    inferences_inline: IntCounterVec,
     current_requests: IntGaugeVec,
     streams: IntGaugeVec,
     infer_req_queue_size: IntGaugeVec,
@@ -115,6 +116,12 @@ impl Metrics {
                 "Time a request waits in the queue for a free infer request, in microseconds.",
                 VERSION,
                 micros(),
+            ),
+            inferences_inline: counter(
+                &r,
+                "vinoserve_inferences_inline_total",
+                "Inferences run on the thread that received the request instead of a worker thread (fixed-shape versions whose recent inferences average under --inline_inference_us).",
+                VERSION,
             ),
             current_requests: gauge(
                 &r,
@@ -216,6 +223,7 @@ impl Metrics {
             wait_us: self
                 .wait_for_infer_req_time_us
                 .with_label_values(&[model, &v]),
+            inline: self.inferences_inline.with_label_values(&[model, &v]),
         }
     }
 
@@ -276,6 +284,7 @@ impl Metrics {
 pub struct VersionMetrics {
     pub inference_us: Histogram,
     pub wait_us: Histogram,
+    pub inline: IntCounter,
 }
 
 /// The process-wide metrics.

@@ -285,6 +285,8 @@ pub async fn serve(
     let registry = Arc::new(Registry::new());
     let pools = PoolDefaults {
         queue_bound: args.queue_bound,
+        inline_limit: (args.inline_inference_us > 0)
+            .then(|| Duration::from_micros(args.inline_inference_us)),
         settle: Duration::from_millis(args.file_settle_ms),
     };
     let sources = Sources {

@@ -439,6 +439,7 @@ mod tests {
                 nireq: 2,
                 queue_bound: 4,
                 setup: Some(setup),
+                inline_limit: None,
             };
             Servable::load(&FakeBackend::default(), &spec, &pool, Box::new(|| {})).unwrap()
         };

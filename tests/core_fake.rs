@@ -77,6 +77,7 @@ fn actor(
         registry.clone(),
         PoolDefaults {
             queue_bound,
+            inline_limit: None,
             settle: Duration::ZERO,
         },
     )
@@ -89,6 +90,7 @@ fn manager(backend: &FakeBackend, registry: &Arc<Registry>) -> Addr<ModelManager
         registry.clone(),
         PoolDefaults {
             queue_bound: 8,
+            inline_limit: None,
             settle: Duration::ZERO,
         },
         Sources::default(),

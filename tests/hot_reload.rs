@@ -241,7 +241,10 @@ impl StatusWatch {
                 let mut client = runtime.block_on(ModelServiceClient::connect(url)).unwrap();
                 // How many polls, and the longest time between two: what the watch could miss.
                 let (mut polls, mut longest, mut last) = (0, Duration::ZERO, Instant::now());
-                while !stop.load(Ordering::Relaxed) {
+                // The last poll starts after `stop` was asked for, so a state the caller saw
+                // before stopping the watch (say END) is in the history too.
+                loop {
+                    let stopping = stop.load(Ordering::Relaxed);
                     let snapshot: Snapshot =
                         match runtime.block_on(model_status(&mut client, model)) {
                             Ok(statuses) => statuses.iter().map(|s| (s.version, s.state)).collect(),
@@ -254,6 +257,9 @@ impl StatusWatch {
                         history.push((now, snapshot));
                     }
                     drop(history);
+                    if stopping {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_micros(500));
                 }
                 (polls, longest)

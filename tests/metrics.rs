@@ -218,3 +218,69 @@ async fn metrics_can_be_turned_off() {
     let r = reqwest::get(server.rest_url("/metrics")).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Sends `n` Predicts of `[1, width]` zeros to `model` and checks every answer is `x + add`.
+async fn predict_zeros(server: &Server, model: &str, width: usize, n: usize, add: f32) {
+    let mut grpc = server.predict_client().await;
+    for _ in 0..n {
+        let req = PredictRequest {
+            model_spec: spec(model, None),
+            inputs: [("x".to_string(), x(width))].into(),
+            ..Default::default()
+        };
+        let out = grpc.predict(req).await.unwrap().into_inner();
+        let y = &out.outputs["y"].tensor_content;
+        let values: Vec<f32> = y
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(values, vec![add; width], "{model}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_fixed_shape_models_run_inline_and_dynamic_ones_never() {
+    let repo = Repo::new(&[("add", ""), ("dynamic", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    predict_zeros(&server, "add", 10, 20, 2.0).await;
+    predict_zeros(&server, "dynamic", 8, 20, 0.0).await;
+    let samples = parse(&server.metrics_text().await.unwrap());
+    let inline = |model: &str| {
+        value(
+            &samples,
+            "vinoserve_inferences_inline_total",
+            &[("name", model)],
+        )
+    };
+    let inferred =
+        |model: &str| value(&samples, "ovms_inference_time_us_count", &[("name", model)]);
+    assert_eq!(inferred("add"), 20.0);
+    // The first request after a load always goes to a worker (nothing measured yet); the add
+    // of 10 floats infers in microseconds, so most of the rest run inline. At least one: a busy
+    // host can push a few inferences over the 100 µs default and send some to the queue.
+    assert!(
+        (1.0..20.0).contains(&inline("add")),
+        "inline runs of add: {}",
+        inline("add")
+    );
+    assert_eq!(inferred("dynamic"), 20.0);
+    assert_eq!(
+        inline("dynamic"),
+        0.0,
+        "a dynamic-shape model always hands off"
+    );
+
+    let off = Server::with_config(&repo, &["--inline_inference_us", "0"]);
+    off.wait_loaded();
+    predict_zeros(&off, "add", 10, 20, 2.0).await;
+    let samples = parse(&off.metrics_text().await.unwrap());
+    assert_eq!(
+        value(
+            &samples,
+            "vinoserve_inferences_inline_total",
+            &[("name", "add")]
+        ),
+        0.0
+    );
+}

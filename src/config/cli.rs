@@ -159,6 +159,13 @@ pub struct ServeArgs {
     #[arg(long = "queue_bound", default_value_t = 256)]
     pub queue_bound: usize,
 
+    /// Microseconds: a fixed-shape model version whose recent inferences average under this
+    /// runs a request on the thread that received it (when one of its infer requests is idle and
+    /// none is queued) instead of handing it to a worker thread, saving two thread wake-ups per
+    /// request. 0 always hands off.
+    #[arg(long = "inline_inference_us", default_value_t = 100)]
+    pub inline_inference_us: u64,
+
     /// Threads for the gRPC server's async runtime.
     #[arg(long = "grpc_workers", default_value_t = 2)]
     pub grpc_workers: usize,

@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 #[derive(Clone)]
 pub struct PoolDefaults {
     pub queue_bound: usize,
+    /// Inline path limit of every version's pool (see `model::pool`); `None` turns it off.
+    pub inline_limit: Option<Duration>,
     /// How long a version folder must stay unchanged before it is loaded.
     pub settle: Duration,
 }
@@ -197,6 +199,7 @@ impl ModelActor {
             nireq: self.config.nireq,
             queue_bound: self.pools.queue_bound,
             setup: None,
+            inline_limit: self.pools.inline_limit,
         };
         let backend = self.backend.clone();
         let spawned = std::thread::Builder::new().name(format!("load-{}", self.name())).spawn(move || {

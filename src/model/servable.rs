@@ -6,14 +6,14 @@
 
 use crate::error::{BackendError, ServeError};
 use crate::metrics::METRICS;
-use crate::model::pool::{Job, Reply, ThreadSetup, WorkerPool};
+use crate::model::pool::{Job, PoolOptions, Reply, ThreadSetup, WorkerPool};
 use crate::model::validate::ValidatedInputs;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
 use crate::tensor::{Signature, Tensor};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Called once the version's workers have exited and its compiled model is freed.
@@ -51,6 +51,9 @@ pub struct PoolSpec {
     pub queue_bound: usize,
     /// Per-thread setup (placement).
     pub setup: Option<ThreadSetup>,
+    /// Run requests on the receiving thread while inferences average under this (fixed-shape
+    /// models only; see `model::pool`). `None` always hands off to the worker threads.
+    pub inline_limit: Option<Duration>,
 }
 
 impl Servable {
@@ -81,12 +84,21 @@ impl Servable {
             .map_err(|e| BackendError::Infer(format!("warm-up inference failed: {e}")))?;
         let prefix = format!("ov-{}", spec.model.chars().take(6).collect::<String>());
         let metrics = METRICS.for_version(&spec.model, spec.version);
+        // A model whose inputs can change shape per request may take a thousand times longer on
+        // the next one than on the last: its past says nothing safe about blocking a thread.
+        let fixed_shapes = signature
+            .inputs
+            .iter()
+            .all(|i| i.shape.iter().all(|&d| d >= 0));
         let pool = WorkerPool::start(
-            &prefix,
             executors,
-            pool.queue_bound.max(1),
-            pool.setup.clone(),
-            Some(metrics),
+            PoolOptions {
+                thread_prefix: prefix,
+                bound: pool.queue_bound.max(1),
+                setup: pool.setup.clone(),
+                metrics: Some(metrics),
+                inline_limit: pool.inline_limit.filter(|_| fixed_shapes),
+            },
         )
         .map_err(|e| BackendError::Runtime(format!("cannot start worker threads: {e}")))?;
         Ok(Servable {
@@ -126,10 +138,7 @@ impl Servable {
     }
 
     pub fn active(&self) -> usize {
-        self.pool()
-            .stats()
-            .active
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.pool().stats().active.load(Ordering::Relaxed)
     }
 
     /// Queues validated inputs; fails fast with `QueueFull` when the queue is at its bound.
@@ -166,6 +175,10 @@ impl Servable {
         let _in_flight = Guard(|| {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
+        let (inputs, outputs) = match self.pool().try_inline(inputs, outputs) {
+            Ok(reply) => return reply,
+            Err(handed_back) => handed_back,
+        };
         let receiver = self.submit(inputs, outputs)?;
         receiver.await.unwrap_or(Err(ServeError::ShuttingDown))
     }
