@@ -12,7 +12,10 @@ OUT/points.jsonl has one line per measured point, written by bench.sh:
   {"suite": "tables"|"sweep"|"targets", "precision": "default"|"f32", "hint": ..., "model": ...,
    "batch": N, "clients": N, "served": <loadgen JSON>, "raw": <loadgen JSON>}
 or, when loadgen failed, the same context with "error": "...". Points of the targets suite also
-carry "round": N (1..R), as each target is measured R times.
+carry "round": N (1..R), as each target is measured R times. With bench.sh --tensorflow, points of
+Tables 1-3 also carry "tensorflow": <benches/tf_baseline.py JSON> (TensorFlow in-process, the
+stand-in for TF Serving), or "tensorflow_error": "..." when that run failed; the tables then gain
+TF columns. Without them the output is as before.
 
 Standard library only (no numpy / matplotlib): charts are written as SVG by hand.
 """
@@ -39,6 +42,7 @@ FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"
 TARGET_HINT = "THROUGHPUT"
 RATIO_TARGETS = ((1, ("≥", 0.97)), (16, ("≥", 0.99)))  # resnet_v1_50 batch: served ÷ raw img/s
 TINY_MODEL = "add"  # tests/fixtures/models/add, [1,10]: next to no compute, so serving is all there is
+TINY_HINT = "LATENCY"  # one stream inferring on the calling thread: no stream hand-off in either run
 TINY_OVERHEAD = ("<", 0.1)  # served p50 − raw p50 in ms at 1 client
 TINY_BUSY_CLIENTS = 16  # its served req/s here is reported without a threshold
 
@@ -121,9 +125,12 @@ def cmd_start(args: argparse.Namespace) -> None:
         "model_dir": args.model_dir,
         "suites": args.suites.split(","),
         "target_hint": TARGET_HINT,
+        "tiny_hint": TINY_HINT,
         "target_clients": args.target_clients,
         "target_rounds": args.rounds,
     }
+    if args.tensorflow:
+        settings["tensorflow"] = args.tensorflow
     meta = {
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "loadavg_start": _loadavg(),
@@ -216,8 +223,36 @@ def table_rows(points: list[dict], precision: str, hint: str, keys: list[tuple[s
             )
             row["served_over_raw"] = ratio(row["served_img_s"], row["raw_img_s"])
             row["cpu_efficiency"] = cpu_efficiency(served, raw)
+            add_tensorflow(row, p)
         rows.append(row)
     return rows
+
+
+def add_tensorflow(row: dict, point: dict) -> None:
+    """The TF columns of a Tables 1-3 row (bench.sh --tensorflow); nothing when the point has
+    no TF run, so the tables stay as they were."""
+    if "tensorflow_error" in point:
+        row["tf_error"] = point["tensorflow_error"]
+    elif "tensorflow" in point:
+        tf = point["tensorflow"]
+        row.update(
+            tf_img_s=img_per_s(tf),
+            tf_p50_ms=latency(tf, "p50"),
+            tf_requests=tf["requests"],
+            tf_version=tf.get("tensorflow_version"),
+        )
+        row["errors"] += tf["errors"]
+        row["served_over_tf"] = ratio(row["served_img_s"], row["tf_img_s"])
+        row["raw_over_tf"] = ratio(row["raw_img_s"], row["tf_img_s"])
+
+
+def has_tensorflow(rows: list[dict]) -> bool:
+    return any("tf_img_s" in r or "tf_error" in r for r in rows)
+
+
+def tensorflow_runs(points: list[dict]) -> list[dict]:
+    return [dict(p["tensorflow"], table_precision=p.get("precision"))
+            for p in points if p.get("suite") == "tables" and "tensorflow" in p]
 
 
 def sweep_rows(points: list[dict], precision: str, clients: list[int]) -> list[dict]:
@@ -367,10 +402,14 @@ def duration(ns: float) -> str:
 
 def md_table(title: str, first: str, rows: list[dict], relative_to_first: bool = False) -> list[str]:
     lines = [title, ""]
-    head = (f"| {first} | served img/s | raw img/s | served ÷ raw | per CPU s: served ÷ raw | served p50 ms "
-            "| raw p50 ms | served p99 ms | raw p99 ms | requests (served/raw) |")
+    tf = has_tensorflow(rows)  # bench.sh --tensorflow: TF img/s, served ÷ TF, raw ÷ TF, TF p50
+    head = (f"| {first} | served img/s | raw img/s | served ÷ raw | "
+            + ("TF img/s | served ÷ TF | raw ÷ TF | " if tf else "")
+            + "per CPU s: served ÷ raw | served p50 ms | raw p50 ms | "
+            + ("TF p50 ms | " if tf else "")
+            + "served p99 ms | raw p99 ms | " + ("requests (served/raw/TF) |" if tf else "requests (served/raw) |"))
     if relative_to_first:
-        head += " served vs batch 1 | raw vs batch 1 |"
+        head += " served vs batch 1 | raw vs batch 1 |" + (" TF vs batch 1 |" if tf else "")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     base = rows[0] if rows else {}
     for r in rows:
@@ -378,16 +417,25 @@ def md_table(title: str, first: str, rows: list[dict], relative_to_first: bool =
         if "error" in r:
             lines.append(f"| {label} | failed: {md_cell(r['error'])} |")
             continue
-        few = min(r["served_requests"], r["raw_requests"]) < FEW_REQUESTS
-        cells = [
-            label, f(r["served_img_s"]), f(r["raw_img_s"]), fx(r["served_over_raw"]), fx(r["cpu_efficiency"]),
-            f(r["served_p50_ms"]), f(r["raw_p50_ms"]), f(r["served_p99_ms"]), f(r["raw_p99_ms"]),
-            f"{r['served_requests']}/{r['raw_requests']}" + (" ⚠ few" if few else "")
-            + (f" ({r['errors']} errors)" if r["errors"] else ""),
+        counts = [r["served_requests"], r["raw_requests"]] + ([r["tf_requests"]] if "tf_requests" in r else [])
+        few = min(counts) < FEW_REQUESTS
+        requests = "/".join(map(str, counts)) + ("/–" if tf and "tf_requests" not in r else "")
+        cells = [label, f(r["served_img_s"]), f(r["raw_img_s"]), fx(r["served_over_raw"])]
+        if tf:
+            tf_img_s = f(r.get("tf_img_s")) if "tf_error" not in r else "failed (see bench.log)"
+            cells += [tf_img_s, fx(r.get("served_over_tf")), fx(r.get("raw_over_tf"))]
+        cells += [fx(r["cpu_efficiency"]), f(r["served_p50_ms"]), f(r["raw_p50_ms"])]
+        if tf:
+            cells += [f(r.get("tf_p50_ms"))]
+        cells += [
+            f(r["served_p99_ms"]), f(r["raw_p99_ms"]),
+            requests + (" ⚠ few" if few else "") + (f" ({r['errors']} errors)" if r["errors"] else ""),
         ]
         if relative_to_first:
             cells += [fx(ratio(r["served_img_s"], base.get("served_img_s"))),
                       fx(ratio(r["raw_img_s"], base.get("raw_img_s")))]
+            if tf:
+                cells += [fx(ratio(r.get("tf_img_s"), base.get("tf_img_s")))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -498,10 +546,18 @@ def md_target_rounds(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def target_hints(s: dict) -> str:
+    """The targets' PERFORMANCE_HINTs (runs before the tiny model had its own used one for all)."""
+    hint, tiny = s.get("target_hint", TARGET_HINT), s.get("tiny_hint")
+    if tiny is None or tiny == hint:
+        return f"PERFORMANCE_HINT={hint}"
+    return f"PERFORMANCE_HINT={hint} ({TABLE3_MODEL}), {tiny} ({TINY_MODEL})"
+
+
 def md_targets_section(s: dict, targets: dict) -> list[str]:
     lines = [
         "## Targets", "",
-        f"PERFORMANCE_HINT={s.get('target_hint', TARGET_HINT)}, gRPC TFS Predict. Each target is measured "
+        f"{target_hints(s)}, gRPC TFS Predict. Each target is measured "
         f"as {s.get('target_rounds', '?')} served-then-raw pairs (one `loadgen --compare-raw` each: the "
         "server measured and stopped, then the raw run), the targets taking turns round by round, and is "
         "judged on the median pair: on a shared machine a single pair moves by up to a third with what "
@@ -518,6 +574,50 @@ def md_targets_section(s: dict, targets: dict) -> list[str]:
         lines += ["Per round (pair):", ""]
         lines += md_target_rounds(t["rows"])
     return lines
+
+
+def tensorflow_summary(points: list[dict]) -> dict | None:
+    """What the TF columns ran (bench.sh --tensorflow), from the TF records themselves."""
+    runs = tensorflow_runs(points)
+    if not runs:
+        return None
+    values = lambda key: sorted({str(r.get(key, "?")) for r in runs})  # noqa: E731
+    props = lambda key: sorted({str(r.get("properties", {}).get(key, "?")) for r in runs})  # noqa: E731
+    return {
+        "version": ", ".join(values("tensorflow_version")),
+        "keras_version": ", ".join(values("keras_version")),
+        "arch": ", ".join(values("arch")),
+        "threads": f"intra-op threads {', '.join(props('intra_op_parallelism_threads'))}, "
+                   f"inter-op {', '.join(props('inter_op_parallelism_threads'))}",
+        "precision": ", ".join(props("precision")),
+        # What TF computed in, per table precision ("default": bf16 where OpenVINO chose bf16).
+        "precision_by_table": {
+            table: ", ".join(sorted({str(r.get("properties", {}).get("precision", "?"))
+                                     for r in runs if r["table_precision"] == table}))
+            for table in sorted({r["table_precision"] for r in runs})
+        },
+        "gmacs_per_image": {r["model"]: r.get("gmacs_per_image") for r in runs},
+    }
+
+
+def md_tensorflow_note(tf: dict) -> str:
+    return (
+        "TF columns: TensorFlow in-process stands in for TF Serving (no TF Serving binary can be "
+        "installed here): "
+        + ("the same ResNet graph (`benches/tf_baseline.py --arch slim` rebuilds scripts/make_resnet.py's "
+           "layers in Keras, random weights, the same MACs)" if tf["arch"] == "slim" else
+           f"`benches/tf_baseline.py --arch {tf['arch']}` models (see its docstring for how they differ "
+           "from scripts/make_resnet.py's)")
+        + ", the same batch and CPUs, one synchronous client in a closed loop, a `tf.function` call per "
+        "request with the input copied in and the output copied out. TF img/s uses the same formula. served ÷ TF "
+        "recomputes the 2018 OVMS ÷ TF Serving ratio, and it flatters TF: in-process TF pays no "
+        "gRPC, no serialization and no serving layer, which a real TF Serving does, so served ÷ TF "
+        "understates vinoserve against TF Serving; raw ÷ TF is the runtimes alone (OpenVINO vs "
+        "TensorFlow). TensorFlow computed in "
+        + "; ".join(f"{prec} in the {table} tables" for table, prec in tf["precision_by_table"].items())
+        + ". Where OpenVINO chose bf16 (default precision on a CPU with bf16), TF runs with grappler's "
+        "oneDNN bf16 auto-mixed-precision, which TF leaves off unless asked: convolutions and matmuls "
+        "in bf16, so both runtimes use the CPU's bf16.")
 
 
 def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
@@ -554,7 +654,14 @@ def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
         lines.append(
             f"- Targets: {TABLE3_MODEL} at batch 1 and 16 with {s.get('target_clients')} clients, "
             f"`tests/fixtures/models/{TINY_MODEL}` at 1 and {TINY_BUSY_CLIENTS} clients; "
-            f"PERFORMANCE_HINT={s.get('target_hint', TARGET_HINT)}, gRPC; {s.get('target_rounds')} rounds")
+            f"{target_hints(s)}, gRPC; {s.get('target_rounds')} rounds")
+    tf = report.get("tensorflow")
+    if tf:
+        lines.append(
+            f"- TensorFlow {tf['version']} (Keras {tf['keras_version']}) in-process, the stand-in for TF Serving "
+            f"(`bench.sh --tensorflow`, `benches/tf_baseline.py`): models `--arch {tf['arch']}`, "
+            f"{tf['threads']}, computing in "
+            + "; ".join(f"{prec} ({table} tables)" for table, prec in tf["precision_by_table"].items()))
     lines += [
         "",
         "img/s in Tables 1–3 = batch × 1000 / mean latency in ms (the 2018 note's formula); in the "
@@ -569,6 +676,8 @@ def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
         f"\"⚠ few\" marks fewer than {FEW_REQUESTS} requests in a window (a rough number).",
         "",
     ]
+    if tf:
+        lines += [md_tensorflow_note(tf), ""]
     if report.get("targets"):
         lines += md_targets_section(s, report["targets"])
     for precision in s["precisions"]:
@@ -610,7 +719,7 @@ def render_markdown(meta: dict, report: dict, charts: dict[str, str]) -> str:
 
 # ----------------------------------------------------------------------------------- SVG
 
-SERVED, RAW = "#1f5fa8", "#f28e2b"
+SERVED, RAW, TF = "#1f5fa8", "#f28e2b", "#59a14f"
 FONT = 'font-family="Helvetica, Arial, sans-serif"'
 
 
@@ -657,21 +766,23 @@ def legend(x: float, y: float, items: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def bar_chart(title: str, subtitle: str, groups: list[str], served: list, raw: list) -> str:
-    """Grouped bars of img/s, served vs raw, like the 2018 OVMS vs TF Serving figures."""
-    width, height = max(560, 140 * len(groups) + 160), 400
+def bar_chart(title: str, subtitle: str, groups: list[str], served: list, raw: list, tf: list | None = None) -> str:
+    """Grouped bars of img/s, served vs raw, like the 2018 OVMS vs TF Serving figures; with
+    bench.sh --tensorflow (tf given) a third bar per group, TensorFlow in-process."""
+    series = [(served, SERVED), (raw, RAW)] + ([(tf, TF)] if tf is not None else [])
+    width, height = max(680 if tf is not None else 560, 140 * len(groups) + 160), 400
     x0, y0, w, h = 80, 88, width - 110, height - 150
-    ymax = nice_max(max([v for v in served + raw if v] or [1]))
+    ymax = nice_max(max([v for v in served + raw + (tf or []) if v] or [1]))
     body = [text(width / 2, 24, title, size=15, extra='font-weight="bold"'),
             text(width / 2, 44, subtitle, size=11, extra='fill="#555"')]
     body += axes(x0, y0, w, h, ymax, "images / s")
     slot = w / max(1, len(groups))
-    bar = min(48, slot / 3)
+    bar = min(48, slot / 3) if tf is None else min(40, slot / 4)
     for i, group in enumerate(groups):
         cx = x0 + slot * (i + 0.5)
-        for j, (values, color) in enumerate(((served, SERVED), (raw, RAW))):
+        for j, (values, color) in enumerate(series):
             value = values[i]
-            bx = cx - bar - 2 + j * (bar + 4)
+            bx = cx - bar - 2 + j * (bar + 4) if tf is None else cx - 1.5 * bar - 4 + j * (bar + 4)
             if value is None:
                 body.append(text(bx + bar / 2, y0 + h - 4, "n/a", size=10))
                 continue
@@ -682,7 +793,13 @@ def bar_chart(title: str, subtitle: str, groups: list[str], served: list, raw: l
         r = ratio(served[i], raw[i])
         if r:
             body.append(text(cx, y0 + h + 34, f"served ÷ raw {r:.2f}×", size=10, extra='fill="#555"'))
-    body += legend(x0, 58, [(SERVED, "vinoserve (served, gRPC)"), (RAW, "raw OpenVINO (in-process)")])
+        r = ratio(served[i], tf[i]) if tf is not None else None
+        if r:
+            body.append(text(cx, y0 + h + 48, f"served ÷ TF {r:.2f}×", size=10, extra='fill="#555"'))
+    keys = [(SERVED, "vinoserve (served, gRPC)"), (RAW, "raw OpenVINO (in-process)")]
+    if tf is not None:
+        keys.append((TF, "TensorFlow (in-process)"))
+    body += legend(x0, 58, keys)
     return svg_doc(width, height, body)
 
 
@@ -764,7 +881,8 @@ def cmd_render(args: argparse.Namespace) -> None:
                                   ("table3", f"Table 3: {TABLE3_MODEL} by batch", "batch")):
             rows = pr[key]
             names = [r["model"] if group == "model" else f"batch {r['batch']}" for r in rows]
-            svg = bar_chart(title, sub, names, [r.get("served_img_s") for r in rows], [r.get("raw_img_s") for r in rows])
+            svg = bar_chart(title, sub, names, [r.get("served_img_s") for r in rows], [r.get("raw_img_s") for r in rows],
+                            [r.get("tf_img_s") for r in rows] if has_tensorflow(rows) else None)
             name = f"charts/{key}-{precision}.svg"
             (out / name).write_text(svg)
             charts[f"{key}-{precision}"] = name
@@ -785,6 +903,9 @@ def cmd_render(args: argparse.Namespace) -> None:
                 comparison.append({"model": a["model"], "batch": a["batch"], "default": a.get("served_img_s"),
                                    "f32": b.get("served_img_s"), "speedup": ratio(a.get("served_img_s"), b.get("served_img_s"))})
         report["precision_comparison"] = comparison
+    tf = tensorflow_summary(points)
+    if tf:
+        report["tensorflow"] = tf
     (out / "results.md").write_text(render_markdown(meta, report, charts))
     (out / "results.json").write_text(json.dumps({"meta": meta, "report": report, "points": points}, indent=2) + "\n")
     print(out / "results.md")
@@ -802,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--warmup", type=float, required=True)
     start.add_argument("--target-clients", type=int, required=True)
     start.add_argument("--rounds", type=int, required=True)
+    start.add_argument("--tensorflow", metavar="VERSION",
+                       help="bench.sh --tensorflow: the TensorFlow version of the TF columns")
     render = sub.add_parser("render", help="write results.md, results.json and charts/ from OUT")
     render.add_argument("out")
     render.add_argument("--elapsed", type=float, help="wall time of the whole run, seconds")

@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh --quick            # every point, 1 s warm-up + 3 s each (~14 min on 2 CPUs)
 #   scripts/bench.sh                    # full: 5 s warm-up + 20 s each (~75 min on 2 CPUs)
+#   scripts/bench.sh --tensorflow       # plus TensorFlow in-process (TF Serving stand-in) in Tables 1-3
 #
 # Results go to bench-results/<timestamp>/ (git-ignored): results.md, results.json,
 # charts/*.svg, points.jsonl, bench.log, criterion/.
@@ -17,11 +18,20 @@ TABLE3_MODEL="resnet_v1_50"
 # The targets part: resnet_v1_50 served ÷ raw at batch 1 and 16 under PERFORMANCE_HINT=THROUGHPUT,
 # and the server's own overhead on a model that computes next to nothing (an add of [1,10], run
 # at its own shape), where the gRPC + decode + queue + encode path is all there is to measure.
+# The tiny model runs under LATENCY: one stream that infers on the calling thread, so neither run
+# pays THROUGHPUT's hand-off to a stream thread and the difference is the serving layer alone.
 # The thresholds live in benches/report.py (TARGETS).
 TARGET_HINT="THROUGHPUT"
+TINY_HINT="LATENCY"
 TINY_MODEL="add"
 TINY_MODEL_DIR="$ROOT/tests/fixtures/models/$TINY_MODEL"
 TINY_BUSY_CLIENTS=16
+# --tensorflow: TensorFlow in-process as the stand-in for TF Serving in Tables 1-3 (no TF Serving
+# binary is obtainable here), installed on demand into its own folder so that its numpy and
+# friends never mix with the OpenVINO install in .deps/python.
+TF_VERSION="2.21.0"
+TF_DIR="$ROOT/.deps/tensorflow"
+TF_MARKER="$ROOT/.deps/tensorflow.version"
 
 usage() {
     cat <<'EOF'
@@ -49,6 +59,12 @@ Usage: scripts/bench.sh [options]
   --model-dir DIR         where the ResNets are (generated there if missing;
                           default: generated/models)
   --out DIR               results folder (default: bench-results/<timestamp>)
+  --tensorflow            also run TensorFlow in-process (benches/tf_baseline.py, the stand-in
+                          for TF Serving) at every point of Tables 1-3: TF columns and served ÷ TF
+                          (TF in f32, or with its oneDNN bf16 mixed precision where OpenVINO
+                          chose bf16).
+                          Installs tensorflow-cpu into .deps/tensorflow the first time (~320 MB
+                          download, ~1.5 GB on disk); if that fails, the run goes on without
   -h, --help              this text
 
 Tables 1-3 use one synchronous client (as the 2018 comparison did); the sweep is the concurrent
@@ -68,7 +84,7 @@ die() { echo "bench.sh: error: $*" >&2; exit 1; }
 mode=full precision=both duration="" warmup="" only="tables,sweep,micro,targets"
 models="$ALL_MODELS" clients="1,2,4,8,16" hint=LATENCY sweep_hint=THROUGHPUT protocol=grpc
 target_clients=4 rounds=""
-model_dir="$ROOT/generated/models" out=""
+model_dir="$ROOT/generated/models" out="" tensorflow=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) mode=quick ;;
@@ -86,6 +102,7 @@ while [[ $# -gt 0 ]]; do
         --protocol) protocol="${2:?}"; shift ;;
         --model-dir) model_dir="${2:?}"; shift ;;
         --out) out="${2:?}"; shift ;;
+        --tensorflow) tensorflow=1 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
     esac
@@ -125,6 +142,48 @@ scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
+# install_tensorflow: tensorflow-cpu $TF_VERSION into $TF_DIR unless it is there already. On
+# failure it says why and returns 1; the run then goes on without the TF columns.
+install_tensorflow() {
+    if [[ -d $TF_DIR/tensorflow && -f $TF_MARKER && "$(cat "$TF_MARKER")" == "$TF_VERSION" ]]; then
+        return 0
+    fi
+    local free_kb
+    free_kb=$(df -Pk "$ROOT/.deps" | awk 'NR == 2 { print $4 }')
+    if [[ $free_kb =~ ^[0-9]+$ ]] && ((free_kb < 2500000)); then
+        echo "bench.sh: --tensorflow: only $((free_kb / 1024)) MB free under $ROOT/.deps; tensorflow-cpu needs ~2.5 GB to install"
+        return 1
+    fi
+    echo "bench.sh: --tensorflow: installing tensorflow-cpu==$TF_VERSION into $TF_DIR (~320 MB download, ~1.5 GB on disk)"
+    rm -f "$TF_MARKER"
+    rm -rf "$TF_DIR"
+    local pip_log="$ROOT/.deps/tensorflow-pip.log"
+    # Without PYTHONPATH: pip must neither see nor reuse what .deps/python holds.
+    if ! env -u PYTHONPATH PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
+        --no-warn-script-location --target "$TF_DIR" "tensorflow-cpu==$TF_VERSION" >"$pip_log" 2>&1; then
+        echo "bench.sh: --tensorflow: pip install tensorflow-cpu==$TF_VERSION failed (log: $pip_log):"
+        tail -n 5 "$pip_log" | sed 's/^/    /'
+        rm -rf "$TF_DIR"
+        return 1
+    fi
+    if ! env PYTHONPATH="$TF_DIR" TF_CPP_MIN_LOG_LEVEL=3 python3 -c 'import tensorflow' >>"$pip_log" 2>&1; then
+        echo "bench.sh: --tensorflow: tensorflow-cpu installed but does not import (log: $pip_log):"
+        tail -n 5 "$pip_log" | sed 's/^/    /'
+        return 1
+    fi
+    echo "$TF_VERSION" >"$TF_MARKER"
+    rm -f "$pip_log"
+}
+if [[ $tensorflow == 1 ]]; then
+    if ! has tables; then
+        echo "bench.sh: --tensorflow adds to Tables 1-3 only, and --only has no tables: ignored"
+        tensorflow=0
+    elif ! install_tensorflow; then
+        echo "bench.sh: --tensorflow: going on without the TensorFlow columns"
+        tensorflow=0
+    fi
+fi
+
 # The points of Tables 1-3 (model:batch, each measured once) and the models they need.
 points=()
 add_point() { [[ " ${points[*]} " == *" $1 "* ]] || points+=("$1"); }
@@ -136,7 +195,8 @@ fi
 # The targets' points, model:batch:clients, one round's worth, in the order they take turns.
 target_points=()
 if has targets; then
-    target_points=("$TABLE3_MODEL:1:$target_clients" "$TABLE3_MODEL:16:$target_clients" "$TINY_MODEL:1:1")
+    target_points=("$TABLE3_MODEL:1:$target_clients:$TARGET_HINT" "$TABLE3_MODEL:16:$target_clients:$TARGET_HINT"
+        "$TINY_MODEL:1:1:$TINY_HINT")
     [[ -f "$TINY_MODEL_DIR/1/model.xml" ]] || die "the targets' tiny model is missing: $TINY_MODEL_DIR"
 fi
 needed=()
@@ -182,10 +242,13 @@ fi
 out="$(cd "$out" && pwd)"
 log="$out/bench.log"
 : >"$out/points.jsonl"
+tf_start_args=()
+[[ $tensorflow == 0 ]] || tf_start_args=(--tensorflow "$TF_VERSION")
 python3 benches/report.py start "$out" --mode "$mode" --precisions "$(IFS=,; echo "${precisions[*]}")" \
     --hint "$hint" --sweep-hint "$sweep_hint" --clients "$clients" --models "$models" \
     --protocol "$protocol" --model-dir "$model_dir" --suites "$only" \
-    --duration "$duration" --warmup "$warmup" --target-clients "$target_clients" --rounds "$rounds"
+    --duration "$duration" --warmup "$warmup" --target-clients "$target_clients" --rounds "$rounds" \
+    "${tf_start_args[@]}"
 
 sweep_points=0
 has sweep && sweep_points=${#sweep_clients[@]}
@@ -206,12 +269,21 @@ batches=$(
     fi
 )
 batches=$(paste -sd, - <<<"$batches")
+# --tensorflow: one more window per point of Tables 1-3, plus ~8 s of TF import, model build and
+# first call (measured: 4.5-7.5 s on a 2-CPU VM, resnet_v1_50 to resnet_v2_152).
+tf_batches="" order="served then raw"
+if [[ $tensorflow == 1 ]]; then
+    tf_batches=$(for p in "${points[@]}"; do echo "${p##*:}"; done | paste -sd, -)
+    order="served then raw, then TensorFlow in Tables 1-3"
+fi
 estimate=$(python3 -c "
 batches = [$batches]
+tf_batches = [$tf_batches]
 windows = $sweep_points + sum(max(1, b / 8) for b in batches)
 per_precision = windows * 2 * $duration + ($sweep_points + len(batches)) * (2 * $warmup + 5)
+per_precision += sum(max(1, b / 8) for b in tf_batches) * $duration + len(tf_batches) * ($warmup + 8)
 print(round(${#precisions[@]} * per_precision / 60))")
-echo "bench.sh: $total points ($mode: ${warmup}s warm-up + ${duration}s each, served then raw), about $estimate min; results in $out"
+echo "bench.sh: $total points ($mode: ${warmup}s warm-up + ${duration}s each, $order), about $estimate min; results in $out"
 
 # Batch B > 8 is measured B/8 times longer, so that a window holds about as many requests as
 # at batch 8 (a batch-32 request takes over a second here).
@@ -224,6 +296,42 @@ model_flags() {
         printf '%s\n' --model-dir "$TINY_MODEL_DIR"
     else
         printf '%s\n' --model-dir "$model_dir/$1" --shape "$2,224,224,3"
+    fi
+}
+
+# run_tensorflow PRECISION MODEL BATCH SERVED_JSON RAW_JSON (--tensorflow, Tables 1-3): the TF
+# Serving stand-in, benches/tf_baseline.py, at the point's model, batch, precision and window, after
+# served and raw so that it shares the CPUs with neither. TF sees only $TF_DIR on PYTHONPATH.
+# Where OpenVINO's default precision is bf16 (the raw run's INFERENCE_PRECISION_HINT), TF runs with
+# grappler's oneDNN bf16 auto-mixed-precision (opt-in in TF) so that both use the CPU's bf16; in
+# the f32 tables, and where OpenVINO chose f32, TF runs f32.
+# Sets tf_field to ',"tensorflow":<record>' or, when it failed, ',"tensorflow_error":"..."'.
+run_tensorflow() {
+    local prec=$1 model=$2 batch=$3 served=$4 raw=$5 stdout rc=0 record tf_args=()
+    if [[ $prec == default ]] && python3 -c '
+import json, sys
+sys.exit(json.loads(sys.argv[1]).get("properties", {}).get("INFERENCE_PRECISION_HINT") != "bf16")' "$raw"; then
+        tf_args=(--onednn-bf16)
+    fi
+    echo "=== tensorflow $prec $model batch $batch ${tf_args[*]}" >>"$log"
+    stdout=$(env PYTHONPATH="$TF_DIR" python3 "$ROOT/benches/tf_baseline.py" --model "$model" --batch "$batch" \
+        --precision "$prec" "${tf_args[@]}" --warmup "$warmup" --duration "$(point_duration "$batch")" \
+        2>>"$log") || rc=$?
+    printf '%s\n' "$stdout" >>"$log"
+    record=$(grep '^{' <<<"$stdout" | tail -n 1 || true)
+    if [[ $rc -eq 0 && -n $record ]]; then
+        tf_field=",\"tensorflow\":$record"
+        python3 - "$served" "$raw" "$record" <<'EOF'
+import json, sys
+served, raw, tf = (json.loads(a) for a in sys.argv[1:])
+img = lambda r: r["batch"] * r["clients"] * 1000 / r["mean_ms"] if r.get("requests") and r.get("mean_ms") else None
+s, r, t = img(served), img(raw), img(tf)
+ratios = f"served ÷ TF {s / t:.2f}×, raw ÷ TF {r / t:.2f}×" if s and r and t else "no ratio (no requests)"
+print(f"    tensorflow {tf.get('tensorflow_version', '?')}: {t or 0:.1f} img/s; {ratios}")
+EOF
+    else
+        tf_field=$(printf ',"tensorflow_error":"tf_baseline.py failed (exit %d); see bench.log"' "$rc")
+        echo "    tensorflow: FAILED (exit $rc), see $log"
     fi
 }
 
@@ -256,8 +364,11 @@ run_point() {
     local records=()
     mapfile -t records < <(grep '^{' <<<"$stdout" || true)
     if [[ $rc -eq 0 && ${#records[@]} -eq 2 ]]; then
-        printf '{%s,"served":%s,"raw":%s}\n' "$context" "${records[0]}" "${records[1]}" >>"$out/points.jsonl"
         grep '^served ÷ raw' <<<"$stdout" || echo "done"
+        tf_field=""
+        [[ $tensorflow == 0 || $suite != tables ]] || run_tensorflow "$prec" "$model" "$batch" "${records[@]}"
+        printf '{%s,"served":%s,"raw":%s%s}\n' "$context" "${records[0]}" "${records[1]}" "$tf_field" \
+            >>"$out/points.jsonl"
     else
         printf '{%s,"error":"loadgen failed (exit %d); see bench.log"}\n' "$context" "$rc" >>"$out/points.jsonl"
         echo "FAILED (exit $rc), see $log"
@@ -269,15 +380,15 @@ run_point() {
 # pairs and judged on their median; the targets take turns within a round so that a slow spell of
 # the machine falls on one round of each target rather than on every round of one.
 run_targets() {
-    local prec=$1 r p model batch n
+    local prec=$1 r p model batch n perf_hint
     for ((r = 1; r <= rounds; r++)); do
         for p in "${target_points[@]}"; do
-            IFS=: read -r model batch n <<<"$p"
-            run_point targets "$prec" "$TARGET_HINT" "$model" "$batch" "$n" "$r"
+            IFS=: read -r model batch n perf_hint <<<"$p"
+            run_point targets "$prec" "$perf_hint" "$model" "$batch" "$n" "$r"
         done
     done
     # No threshold on it, so one pair: what the server sustains on the tiny model when busy.
-    run_point targets "$prec" "$TARGET_HINT" "$TINY_MODEL" 1 "$TINY_BUSY_CLIENTS" 1
+    run_point targets "$prec" "$TINY_HINT" "$TINY_MODEL" 1 "$TINY_BUSY_CLIENTS" 1
 }
 
 for prec in "${precisions[@]}"; do
