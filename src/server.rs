@@ -3,9 +3,7 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
-use crate::api::kserve_grpc::KServeGrpc;
-use crate::api::tfs_grpc::TfsGrpc;
-use crate::api::{config_rest, grpc_meta, kserve_rest, tfs_rest};
+use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
 use crate::model::manager::{
     ApplyConfig, ModelManager, RebuildModels, ReloadConfig, RetireEverything, Sources,
@@ -14,9 +12,6 @@ use crate::model::model_actor::PoolDefaults;
 use crate::model::readiness::Readiness;
 use crate::model::registry::Registry;
 use crate::placement::Placement;
-use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
-use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
-use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::runtime::Backend;
 use crate::systemd::Notifier;
 use actix::{Actor, Addr};
@@ -25,142 +20,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-/// The running gRPC server: its address, its stop switch, and the signal that it has stopped.
-struct GrpcServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    done: oneshot::Receiver<()>,
-}
-
-/// Runs tonic on its own multi-threaded runtime ("grpc" threads), apart from the actor system.
-fn start_grpc(
-    args: &ServeArgs,
-    registry: Arc<Registry>,
-    manager: Addr<ModelManager>,
-    readiness: Arc<Readiness>,
-) -> std::io::Result<GrpcServer> {
-    let listener = std::net::TcpListener::bind((args.grpc_bind_address.as_str(), args.port))?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let limit = args.max_message_size;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (finished, done) = oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.grpc_workers.max(1))
-        .thread_name("grpc")
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("grpc-main".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let kserve = KServeGrpc::new(registry.clone(), readiness.clone());
-                let service = TfsGrpc::new(registry, manager);
-                let health = grpc_meta::health_service(readiness).await;
-                let (reflection, reflection_v1alpha) = match grpc_meta::reflection_services() {
-                    Ok(services) => services,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot build gRPC reflection");
-                        return;
-                    }
-                };
-                let incoming = match grpc_incoming(listener, stopped) {
-                    Ok(incoming) => incoming,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot use the gRPC listener");
-                        return;
-                    }
-                };
-                let result = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
-                    // Tensors are large: with HTTP/2's default 64 KiB-1 MiB windows a 9.6 MB
-                    // batch-16 request waits on a dozen WINDOW_UPDATE round trips; windows
-                    // sized from the measured bandwidth-delay product avoid that.
-                    .http2_adaptive_window(Some(true))
-                    .layer(crate::api::deadline::DeadlineLayer)
-                    .add_service(
-                        PredictionServiceServer::new(service.clone())
-                            .max_decoding_message_size(limit)
-                            .max_encoding_message_size(limit),
-                    )
-                    .add_service(
-                        ModelServiceServer::new(service)
-                            .max_decoding_message_size(limit)
-                            .max_encoding_message_size(limit),
-                    )
-                    .add_service(
-                        GrpcInferenceServiceServer::new(kserve)
-                            .max_decoding_message_size(limit)
-                            .max_encoding_message_size(limit),
-                    )
-                    .add_service(health)
-                    .add_service(reflection)
-                    .add_service(reflection_v1alpha)
-                    // The stop switch ends `incoming` instead (see there); a shutdown future
-                    // is still given because it is what makes tonic drain the connections
-                    // (GOAWAY, then wait for their requests) once `incoming` has ended.
-                    .serve_with_incoming_shutdown(incoming, std::future::pending::<()>())
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "gRPC server failed");
-                }
-            });
-            let _ = finished.send(());
-        })?;
-    Ok(GrpcServer { addr, stop, done })
-}
-
-/// The gRPC listener's connections for tonic until `stop` fires; then the connections the
-/// kernel has already queued, accepted without waiting; then the end of the stream, which closes
-/// the listener (tonic then sends GOAWAY on every connection and waits for their requests).
-///
-/// Closing a listening socket resets the connections still in its accept queue, and their
-/// clients may have sent a request already: a load balancer that opened one just before the
-/// stop cannot retry that request elsewhere (nginx keeps no gRPC request bodies), so it would
-/// fail. Accepted, they drain like the others. Connections after the close are refused, which
-/// balancers do retry on another instance.
-fn grpc_incoming(
-    listener: std::net::TcpListener,
-    stop: oneshot::Receiver<()>,
-) -> std::io::Result<impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>> {
-    /// More than any accept queue (Linux caps them at `net.core.somaxconn`, 4096 by default),
-    /// so that a flood of connections cannot hold the shutdown.
-    const QUEUED_AT_MOST: usize = 4096;
-    // The same socket, non-blocking like `listener`: accepts without the reactor's readiness.
-    let queued = listener.try_clone()?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
-    // replies can wait ~40 ms for delayed ACKs.
-    let prepare = |stream: tokio::net::TcpStream| stream.set_nodelay(true).map(|()| stream);
-    let state = (listener, queued, Some(stop), 0);
-    Ok(futures::stream::unfold(
-        state,
-        move |(listener, queued, stop, drained)| async move {
-            if let Some(mut stop) = stop {
-                tokio::select! {
-                    biased;
-                    _ = &mut stop => {}
-                    accepted = listener.accept() => {
-                        let next = accepted.and_then(|(stream, _)| prepare(stream));
-                        return Some((next, (listener, queued, Some(stop), 0)));
-                    }
-                }
-            }
-            if drained == QUEUED_AT_MOST {
-                return None;
-            }
-            // The first error (normally WouldBlock: the queue is empty) ends the stream.
-            let (stream, _) = queued.accept().ok()?;
-            let next = stream
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpStream::from_std(stream))
-                .and_then(prepare);
-            Some((next, (listener, queued, None, drained + 1)))
-        },
-    ))
-}
 
 fn start_rest(
     args: &ServeArgs,
@@ -301,7 +160,7 @@ pub async fn serve(
     }
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
     let terminated = until_terminated(manager.clone(), registry.clone(), notifier.clone())?;
-    let grpc = start_grpc(&args, registry.clone(), manager.clone(), readiness.clone())?;
+    let grpc = grpc_server::start(&args, registry.clone(), manager.clone(), readiness.clone())?;
     let (rest_addr, rest) = start_rest(
         &args,
         registry.clone(),
@@ -369,36 +228,4 @@ pub async fn serve(
     let _ = manager.send(RetireEverything).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::StreamExt;
-    use std::net::TcpStream;
-
-    #[tokio::test]
-    async fn grpc_incoming_hands_over_the_queued_connections_after_the_stop_then_closes() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let mut incoming = std::pin::pin!(grpc_incoming(listener, stopped).unwrap());
-
-        let _served = TcpStream::connect(addr).unwrap();
-        let accepted = incoming.next().await.unwrap().unwrap();
-        assert!(accepted.nodelay().unwrap());
-
-        // The kernel completes these handshakes; nothing accepts them before the stop.
-        let _queued: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        stop.send(()).unwrap();
-        for _ in 0..5 {
-            let accepted = incoming.next().await.unwrap().unwrap();
-            assert!(accepted.nodelay().unwrap());
-        }
-        assert!(incoming.next().await.is_none());
-        // The end of the stream closed the listener: later clients are refused at once.
-        let refused = TcpStream::connect(addr).unwrap_err();
-        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    }
 }

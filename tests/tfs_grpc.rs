@@ -463,17 +463,22 @@ async fn full_queue_answers_resource_exhausted_naming_model_and_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_answers_every_request_in_flight_then_exits_zero() {
     let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
-    let mut server = Server::with_config(&repo, &[]);
+    // Each request on a connection of its own, spread over the gRPC threads that accept them:
+    // every thread must drain its connections before the server exits.
+    let mut server = Server::with_config(&repo, &["--grpc_workers", "3"]);
     server.wait_loaded();
-    let client = server.predict_client().await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(server.predict_client().await);
+    }
     // Large batches on one worker: the eight requests are served one after another, so when the
     // first answer arrives the others are still queued or running.
     let rows = 1_000_000usize;
     let x: Vec<f32> = (0..rows * 8).map(|i| (i % 7) as f32).collect();
     let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let mut client = client.clone();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
             let answered = answered_tx.clone();
             let req = request(
                 "dynamic",

@@ -4,6 +4,7 @@ pub mod codec;
 pub mod config_rest;
 pub mod deadline;
 pub mod grpc_meta;
+pub mod grpc_server;
 pub mod kserve_codec;
 pub mod kserve_grpc;
 pub mod kserve_json;
