@@ -414,6 +414,13 @@ mod tests {
         WorkerPool::start(executors(backend, 1), options).unwrap()
     }
 
+    /// One job through the queue and a worker: the pool has measured an inference.
+    fn run_one_queued(pool: &WorkerPool) {
+        let (j, r) = job(1.0);
+        pool.try_submit(j).map_err(|_| ()).unwrap();
+        r.blocking_recv().unwrap().unwrap();
+    }
+
     fn inputs_of(x: f32) -> ValidatedInputs {
         job(x).0.inputs
     }
@@ -426,9 +433,7 @@ mod tests {
             pool.try_inline(inputs_of(1.0), vec![0]).is_err(),
             "nothing measured yet: the first request goes to the queue"
         );
-        let (j, r) = job(1.0);
-        pool.try_submit(j).map_err(|_| ()).unwrap();
-        r.blocking_recv().unwrap().unwrap();
+        run_one_queued(&pool);
         let caller = std::thread::current().id();
         let out = pool
             .try_inline(inputs_of(5.0), vec![0])
@@ -445,9 +450,7 @@ mod tests {
     fn inline_hands_back_when_inferences_are_slower_than_the_limit() {
         let backend = FakeBackend::default();
         let pool = inline_pool(&backend, Duration::from_nanos(1));
-        let (j, r) = job(1.0);
-        pool.try_submit(j).map_err(|_| ()).unwrap();
-        r.blocking_recv().unwrap().unwrap();
+        run_one_queued(&pool);
         let (inputs, outputs) = pool.try_inline(inputs_of(2.0), vec![0]).unwrap_err();
         assert_eq!(outputs, vec![0]);
         assert_eq!(
@@ -461,9 +464,7 @@ mod tests {
     fn inline_never_takes_a_busy_executor_nor_overtakes_the_queue() {
         let backend = FakeBackend::default();
         let pool = inline_pool(&backend, Duration::from_secs(1));
-        let (j, r) = job(1.0);
-        pool.try_submit(j).map_err(|_| ()).unwrap();
-        r.blocking_recv().unwrap().unwrap();
+        run_one_queued(&pool);
         backend.control.close_gate();
         // The only executor is held at the gate by a worker: nothing idle.
         let (j1, r1) = job(1.0);
@@ -486,9 +487,7 @@ mod tests {
     fn a_worker_waits_while_the_inline_path_holds_the_executor() {
         let backend = FakeBackend::default();
         let pool = Arc::new(inline_pool(&backend, Duration::from_secs(1)));
-        let (j, r) = job(1.0);
-        pool.try_submit(j).map_err(|_| ()).unwrap();
-        r.blocking_recv().unwrap().unwrap();
+        run_one_queued(&pool);
         backend.control.close_gate();
         let inline = {
             let pool = pool.clone();
