@@ -166,7 +166,7 @@ pub struct ServeArgs {
     #[arg(long = "inline_inference_us", default_value_t = 100)]
     pub inline_inference_us: u64,
 
-    /// Threads for the gRPC server's async runtime.
+    /// gRPC threads, each an async runtime of its own serving the connections it accepts.
     #[arg(long = "grpc_workers", default_value_t = 2)]
     pub grpc_workers: usize,
 
