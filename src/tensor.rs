@@ -119,6 +119,13 @@ pub struct TensorSpec {
     pub shape: Vec<i64>,
 }
 
+impl TensorSpec {
+    /// Whether any dimension is dynamic, so requests may send other sizes.
+    pub fn is_dynamic(&self) -> bool {
+        self.shape.iter().any(|&d| d < 0)
+    }
+}
+
 /// What a loaded model version takes and gives, in the model's own order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Signature {

@@ -9,7 +9,7 @@ use crate::metrics::METRICS;
 use crate::model::pool::{Job, PoolOptions, Reply, ThreadSetup, WorkerPool};
 use crate::model::validate::ValidatedInputs;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
-use crate::tensor::{Signature, Tensor};
+use crate::tensor::{Signature, Tensor, TensorSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -86,10 +86,7 @@ impl Servable {
         let metrics = METRICS.for_version(&spec.model, spec.version);
         // A model whose inputs can change shape per request may take a thousand times longer on
         // the next one than on the last: its past says nothing safe about blocking a thread.
-        let fixed_shapes = signature
-            .inputs
-            .iter()
-            .all(|i| i.shape.iter().all(|&d| d >= 0));
+        let fixed_shapes = !signature.inputs.iter().any(TensorSpec::is_dynamic);
         let pool = WorkerPool::start(
             executors,
             PoolOptions {

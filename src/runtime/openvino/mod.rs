@@ -272,7 +272,7 @@ impl LoadedModel for OpenVinoModel {
                 .signature
                 .inputs
                 .iter()
-                .map(|s| s.shape.iter().any(|&d| d < 0))
+                .map(TensorSpec::is_dynamic)
                 .collect(),
         }))
     }
