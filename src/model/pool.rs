@@ -43,8 +43,6 @@ pub struct PoolStats {
     pub active: AtomicUsize,
     /// Jobs dropped unanswered because their client had gone away.
     pub skipped: AtomicUsize,
-    /// Inferences run on the requesting thread (see the module comment).
-    pub inline: AtomicUsize,
 }
 
 /// No inference measured yet: the inline path stays closed until one has been.
@@ -217,7 +215,6 @@ impl WorkerPool {
         };
         let reply = shared.run(executor.as_mut(), &inputs, &outputs, Instant::now());
         shared.give_back(executor);
-        shared.stats.inline.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &shared.metrics {
             m.inline.inc();
         }
@@ -408,10 +405,22 @@ mod tests {
         assert_eq!(backend.control.inferences.load(Ordering::SeqCst), 2);
     }
 
-    fn inline_pool(backend: &FakeBackend, limit: Duration) -> WorkerPool {
+    /// A one-executor pool with the inline path on; `test` names its metrics (they are global).
+    fn inline_pool(backend: &FakeBackend, limit: Duration, test: &str) -> WorkerPool {
         let mut options = options(4, None);
         options.inline_limit = Some(limit);
+        options.metrics = Some(crate::metrics::METRICS.for_version(&format!("pool-{test}"), 1));
         WorkerPool::start(executors(backend, 1), options).unwrap()
+    }
+
+    /// Inferences the pool ran inline, as `vinoserve_inferences_inline_total` counts them.
+    fn inlined(pool: &WorkerPool) -> u64 {
+        pool.shared
+            .metrics
+            .as_ref()
+            .expect("inline_pool")
+            .inline
+            .get()
     }
 
     /// One job through the queue and a worker: the pool has measured an inference.
@@ -428,7 +437,7 @@ mod tests {
     #[test]
     fn inline_waits_for_a_measured_inference_then_runs_on_the_caller() {
         let backend = FakeBackend::default();
-        let pool = inline_pool(&backend, Duration::from_secs(1));
+        let pool = inline_pool(&backend, Duration::from_secs(1), "measured");
         assert!(
             pool.try_inline(inputs_of(1.0), vec![0]).is_err(),
             "nothing measured yet: the first request goes to the queue"
@@ -442,14 +451,14 @@ mod tests {
             .unwrap();
         assert_eq!(tensor_to_vec::<f32>(&out[0]).unwrap(), vec![6.0]);
         assert_eq!(std::thread::current().id(), caller);
-        assert_eq!(pool.stats().inline.load(Ordering::SeqCst), 1);
+        assert_eq!(inlined(&pool), 1);
         assert_eq!(backend.control.inferences.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn inline_hands_back_when_inferences_are_slower_than_the_limit() {
         let backend = FakeBackend::default();
-        let pool = inline_pool(&backend, Duration::from_nanos(1));
+        let pool = inline_pool(&backend, Duration::from_nanos(1), "slow");
         run_one_queued(&pool);
         let (inputs, outputs) = pool.try_inline(inputs_of(2.0), vec![0]).unwrap_err();
         assert_eq!(outputs, vec![0]);
@@ -457,13 +466,13 @@ mod tests {
             tensor_to_vec::<f32>(&inputs.tensors()[0]).unwrap(),
             vec![2.0]
         );
-        assert_eq!(pool.stats().inline.load(Ordering::SeqCst), 0);
+        assert_eq!(inlined(&pool), 0);
     }
 
     #[test]
     fn inline_never_takes_a_busy_executor_nor_overtakes_the_queue() {
         let backend = FakeBackend::default();
-        let pool = inline_pool(&backend, Duration::from_secs(1));
+        let pool = inline_pool(&backend, Duration::from_secs(1), "busy");
         run_one_queued(&pool);
         backend.control.close_gate();
         // The only executor is held at the gate by a worker: nothing idle.
@@ -480,13 +489,13 @@ mod tests {
         backend.control.open_gate();
         assert!(r1.blocking_recv().unwrap().is_ok());
         assert!(r2.blocking_recv().unwrap().is_ok());
-        assert_eq!(pool.stats().inline.load(Ordering::SeqCst), 0);
+        assert_eq!(inlined(&pool), 0);
     }
 
     #[test]
     fn a_worker_waits_while_the_inline_path_holds_the_executor() {
         let backend = FakeBackend::default();
-        let pool = Arc::new(inline_pool(&backend, Duration::from_secs(1)));
+        let pool = Arc::new(inline_pool(&backend, Duration::from_secs(1), "held"));
         run_one_queued(&pool);
         backend.control.close_gate();
         let inline = {
