@@ -229,11 +229,7 @@ async fn predict_zeros(server: &Server, model: &str, width: usize, n: usize, add
             ..Default::default()
         };
         let out = grpc.predict(req).await.unwrap().into_inner();
-        let y = &out.outputs["y"].tensor_content;
-        let values: Vec<f32> = y
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
         assert_eq!(values, vec![add; width], "{model}");
     }
 }
