@@ -321,11 +321,12 @@ sys.exit(json.loads(sys.argv[1]).get("properties", {}).get("INFERENCE_PRECISION_
     record=$(grep '^{' <<<"$stdout" | tail -n 1 || true)
     if [[ $rc -eq 0 && -n $record ]]; then
         tf_field=",\"tensorflow\":$record"
-        python3 - "$served" "$raw" "$record" <<'EOF'
+        python3 - "$ROOT/benches" "$served" "$raw" "$record" <<'EOF'
 import json, sys
-served, raw, tf = (json.loads(a) for a in sys.argv[1:])
-img = lambda r: r["batch"] * r["clients"] * 1000 / r["mean_ms"] if r.get("requests") and r.get("mean_ms") else None
-s, r, t = img(served), img(raw), img(tf)
+sys.path.insert(0, sys.argv[1])
+from report import img_per_s  # the tables' img/s, so the console line agrees with them
+served, raw, tf = (json.loads(a) for a in sys.argv[2:])
+s, r, t = img_per_s(served), img_per_s(raw), img_per_s(tf)
 ratios = f"served ÷ TF {s / t:.2f}×, raw ÷ TF {r / t:.2f}×" if s and r and t else "no ratio (no requests)"
 print(f"    tensorflow {tf.get('tensorflow_version', '?')}: {t or 0:.1f} img/s; {ratios}")
 EOF
