@@ -47,20 +47,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TF_DEPS = REPO_ROOT / ".deps" / "tensorflow"
 OV_DEPS = REPO_ROOT / ".deps" / "python"
 
-MODELS = {  # name: (version, units per block) -- as scripts/make_resnet.py
-    "resnet_v1_50": (1, [3, 4, 6, 3]),
-    "resnet_v2_50": (2, [3, 4, 6, 3]),
-    "resnet_v1_152": (1, [3, 8, 36, 3]),
-    "resnet_v2_152": (2, [3, 8, 36, 3]),
-}
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from resnet_spec import MODELS, NUM_CLASSES, RESIDUAL_SCALE  # noqa: E402 (the architecture make_resnet.py builds)
+
 KERAS_APPS = {
     "resnet_v1_50": "ResNet50",
     "resnet_v2_50": "ResNet50V2",
     "resnet_v1_152": "ResNet152",
     "resnet_v2_152": "ResNet152V2",
 }
-NUM_CLASSES = 1000
-RESIDUAL_SCALE = 0.2
 
 
 def use_tf_deps() -> None:

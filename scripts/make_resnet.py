@@ -55,14 +55,7 @@ try:
 except ImportError as exc:  # pragma: no cover
     sys.exit(f"make_resnet.py: cannot import openvino ({exc}); run scripts/setup.sh first")
 
-MODELS = {
-    "resnet_v1_50": (1, [3, 4, 6, 3]),
-    "resnet_v2_50": (2, [3, 4, 6, 3]),
-    "resnet_v1_152": (1, [3, 8, 36, 3]),
-    "resnet_v2_152": (2, [3, 8, 36, 3]),
-}
-NUM_CLASSES = 1000
-RESIDUAL_SCALE = 0.2  # multiplier on the He init of each residual branch's last conv
+from resnet_spec import MODELS, NUM_CLASSES, RESIDUAL_SCALE  # noqa: E402 (this folder is on sys.path)
 
 
 class Builder:
