@@ -10,6 +10,7 @@ scripts/setup.sh
 source scripts/env.sh
 DEMO="$ROOT/demo"
 if [[ ! -f "$DEMO/models/resnet_v1_50/1/model.xml" ]]; then
+    echo "serve-demo.sh: generating the demo ResNet-50 (random weights, about 100 MB) in $DEMO/models"
     python3 scripts/make_resnet.py --models resnet_v1_50 --out "$DEMO/models" --no-verify
 fi
 if [[ ! -f "$DEMO/models/add/1/model.xml" ]]; then
@@ -24,5 +25,6 @@ cat > "$DEMO/config.json" <<'JSON'
               "model_version_policy": {"all": {}}}}
 ]}
 JSON
-cargo build --release --quiet
+echo "serve-demo.sh: building the release binary (the first build compiles ~350 crates; cargo shows its progress)"
+cargo build --release
 exec "$ROOT/target/release/vinoserve" --config_path "$DEMO/config.json" "$@"

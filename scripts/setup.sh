@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the native build libraries (hwloc, libudev) with apt-get if missing, and the
-# OpenVINO runtime (Python wheel, which also ships the C API library used by the Rust
-# `openvino` crate) into $ROOT/.deps/python.
+# What building and running the server needs: the native build libraries (libhwloc-dev,
+# libudev-dev, pkg-config: Debian packages, installed with apt-get when missing, which needs
+# root) and the OpenVINO runtime (the `openvino` wheel from PyPI, which also ships the C API
+# library the Rust `openvino` crate loads) in $ROOT/.deps/python.
+# What only the tests need is installed by scripts/test-deps.sh.
 # Idempotent: a no-op when the packages and the pinned version are already installed.
 set -euo pipefail
 
@@ -16,46 +18,19 @@ LIBDIR="$PYDIR/openvino/libs"
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
-# Whether apt knows an installable version of package $1. grep reads all of apt-cache's output:
-# with `grep -q` apt-cache could die of SIGPIPE, and pipefail would turn that into "no".
-apt_has() { apt-cache policy "$1" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; }
-
 command -v python3 >/dev/null 2>&1 || die "python3 not found in PATH"
 
 # Native libraries the Rust build links against: hwloc for NUMA topology (the hwlocality
-# crate), libudev (hwloc's link asks for -ludev) and pkg-config to find them.
-if ! dpkg -s libhwloc-dev libudev-dev pkg-config >/dev/null 2>&1; then
-    echo "setup.sh: installing libhwloc-dev libudev-dev pkg-config (needed to build hwlocality)"
-    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libhwloc-dev libudev-dev pkg-config; } \
-        || die "could not install libhwloc-dev libudev-dev pkg-config (run as root, or install them yourself)"
-fi
-
-# systemd-analyze (Debian package systemd) lets the tests verify config/vinoserve.service.
-# Optional: without it that one check is skipped, with a message.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-    if apt_has systemd || { apt-get update -qq >/dev/null 2>&1 && apt_has systemd; }; then
-        echo "setup.sh: installing systemd (for systemd-analyze verify in the tests)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
-            || echo "setup.sh: could not install systemd; the unit file check will be skipped"
-    else
-        echo "setup.sh: no systemd package available; the unit file check will be skipped"
+# crate), libudev (hwloc's link asks for -ludev) and pkg-config to find them. Installing them
+# needs root; without it, say exactly what to ask for.
+BUILD_PACKAGES=(libhwloc-dev libudev-dev pkg-config)
+if ! dpkg -s "${BUILD_PACKAGES[@]}" >/dev/null 2>&1; then
+    if [[ "$(id -u)" != 0 ]]; then
+        die "missing build libraries; as root run: apt-get install ${BUILD_PACKAGES[*]} (or build hwloc 2.x yourself and put its .pc file on PKG_CONFIG_PATH)"
     fi
-fi
-
-# nginx lets tests/nginx_failover.rs check failover behind deploy/nginx/vinoserve.conf.template.
-# Optional: without it that test is skipped, with a message. The tests start their own nginx on
-# free ports; where the package starts a system nginx, it is left as apt set it up.
-if ! command -v nginx >/dev/null 2>&1; then
-    if apt_has nginx || { apt-get update -qq >/dev/null 2>&1 && apt_has nginx; }; then
-        echo "setup.sh: installing nginx (for the load-balancer failover test)"
-        # Quiet (debconf chatters on stderr), except when it fails.
-        if ! out="$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx 2>&1)"; then
-            echo "$out" >&2
-            echo "setup.sh: could not install nginx; the failover test will be skipped"
-        fi
-    else
-        echo "setup.sh: no nginx package available; the failover test will be skipped"
-    fi
+    echo "setup.sh: installing ${BUILD_PACKAGES[*]} with apt-get (needed to build hwlocality)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${BUILD_PACKAGES[@]}" >/dev/null; } \
+        || die "could not install ${BUILD_PACKAGES[*]} (apt-get install ${BUILD_PACKAGES[*]})"
 fi
 
 if [[ -d "$PYDIR/openvino" && -f "$MARKER" && "$(cat "$MARKER")" == "$OV_VERSION" ]]; then

@@ -41,6 +41,8 @@ pub struct Metrics {
     version_state: IntGaugeVec,
     pub placement_info: IntGaugeVec,
     pub placement_worker_restarts: IntCounterVec,
+    pub repository_scans: IntCounterVec,
+    pub config_reloads: IntCounterVec,
 }
 
 /// Microsecond buckets from 10 µs to ~100 s, four per decade (as OVMS).
@@ -184,6 +186,18 @@ impl Metrics {
                 "Times a placement group's worker process exited and was restarted.",
                 &["group"],
             ),
+            repository_scans: counter(
+                &r,
+                "vinoserve_repository_scans_total",
+                "Rescans of the model folders and the config file, by trigger: the periodic poll (one per --file_system_poll_wait_seconds for all of them) or a file-system change (reads never trigger one).",
+                &["trigger"],
+            ),
+            config_reloads: counter(
+                &r,
+                "vinoserve_config_reloads_total",
+                "Re-reads of the config file (SIGHUP, POST /v1/config/reload, a change on disk) by result: changed, unchanged, or rejected (invalid: nothing changed).",
+                &["result"],
+            ),
             registry: r,
         }
     }
@@ -276,6 +290,23 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// What started a rescan, as `vinoserve_repository_scans_total` labels it.
+#[derive(Clone, Copy, Debug)]
+pub enum ScanTrigger {
+    Poll,
+    FileEvent,
+}
+
+impl Metrics {
+    pub fn count_scan(&self, trigger: ScanTrigger) {
+        let label = match trigger {
+            ScanTrigger::Poll => "poll",
+            ScanTrigger::FileEvent => "file_event",
+        };
+        self.repository_scans.with_label_values(&[label]).inc();
     }
 }
 

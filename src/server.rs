@@ -3,6 +3,7 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
+use crate::api::rest_routes::only;
 use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
 use crate::model::manager::{
@@ -15,6 +16,7 @@ use crate::placement::Placement;
 use crate::runtime::Backend;
 use crate::systemd::Notifier;
 use actix::{Actor, Addr};
+use actix_web::http::Method;
 use actix_web::{web, App, HttpServer};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -41,14 +43,14 @@ fn start_rest(
             .app_data(readiness.clone())
             .app_data(placement.clone())
             .app_data(web::PayloadConfig::new(limit))
-            .route("/v1/placement", web::get().to(placement_status))
-            .route("/v1/config", web::get().to(config_rest::get_config))
-            .route("/v1/config/reload", web::post().to(config_rest::reload))
-            .route("/v1/models/{tail:.*}", web::get().to(tfs_rest::models))
-            .route("/v1/models/{tail:.*}", web::post().to(tfs_rest::models))
+            .service(only("/v1/placement", Method::GET, placement_status))
+            .service(only("/v1/config", Method::GET, config_rest::get_config))
+            .service(only("/v1/config/reload", Method::POST, config_rest::reload))
+            // Every method: which one a path takes depends on its suffix (`:predict` is POST).
+            .route("/v1/models/{tail:.*}", web::route().to(tfs_rest::models))
             .configure(kserve_rest::routes);
         let app = if metrics_enabled {
-            app.route("/metrics", web::get().to(metrics_text))
+            app.service(only("/metrics", Method::GET, metrics_text))
         } else {
             app
         };
@@ -203,6 +205,10 @@ pub async fn serve(
     let which = terminated.await;
     exit_on_second_signal()?;
     readiness.mark_stopping();
+    // Machine-readable, like the lines above: tests wait for it instead of guessing how long
+    // the signal takes to arrive.
+    println!("vinoserve: {which} received; draining requests in flight");
+    let _ = std::io::stdout().flush();
     notifier.stopping(&format!("{which}: draining requests in flight"));
 
     tracing::info!(

@@ -9,7 +9,9 @@ pub fn init(log_level: &str, format: &str) {
     let level = match log_level.to_ascii_uppercase().as_str() {
         "ERROR" => "error".to_string(),
         "WARNING" | "WARN" => "warn".to_string(),
-        "INFO" => "info".to_string(),
+        // notify logs at INFO what it tolerates itself (e.g. a watch on a folder that is already
+        // gone cannot be removed): not news for an operator.
+        "INFO" => "info,notify=warn".to_string(),
         "DEBUG" => "debug".to_string(),
         "TRACE" => "trace".to_string(),
         _ => log_level.to_string(),

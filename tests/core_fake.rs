@@ -22,7 +22,8 @@ use vinoserve::tensor::{tensor_from_slice, tensor_to_vec, DataType};
 
 use VersionSelector::{Label, Latest, Number};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// A fail-safe for a hung actor, far above what any wait here takes even on a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A model folder with the given version folders.
 fn repo(versions: &[u64]) -> tempfile::TempDir {

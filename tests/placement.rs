@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vinoserve::api::tfs_codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
@@ -95,86 +95,117 @@ fn sample_into(pid: u32, observed: &mut Observed) {
     observed.cpu_ticks = ticks;
 }
 
-/// Samples the given worker processes every 2 ms until `stop` is set.
-fn sample(pids: Vec<u32>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Observed>> {
+/// Samples the given worker processes every 2 ms into `observed` until `stop` is set.
+fn sample(
+    pids: Vec<u32>,
+    observed: Arc<Mutex<Vec<Observed>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut observed: Vec<Observed> = pids.iter().map(|_| Observed::default()).collect();
         while !stop.load(Ordering::Relaxed) {
-            for (pid, o) in pids.iter().zip(observed.iter_mut()) {
+            for (pid, o) in pids.iter().zip(observed.lock().unwrap().iter_mut()) {
                 sample_into(*pid, o);
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        observed
     })
 }
 
-/// Two closed-loop gRPC clients per model for `duration`; returns (successes, failures) per
-/// model and the versions that answered.
+/// (successes, failures, versions that answered) per model.
+type Totals = BTreeMap<String, (u64, u64, BTreeSet<i64>)>;
+
+/// Two closed-loop gRPC clients per model until `stop` is set, counting into `totals`.
 async fn load(
     server: &Server,
     models: &[&str],
-    duration: Duration,
-) -> BTreeMap<String, (u64, u64, BTreeSet<i64>)> {
+    totals: Arc<Mutex<Totals>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for &model in models {
         for _ in 0..2 {
             let mut client = server.predict_client().await;
             let request = request(model);
             let model = model.to_string();
+            let (totals, stop) = (totals.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
-                let deadline = Instant::now() + duration;
-                let (mut ok, mut failed, mut versions) = (0, 0, BTreeSet::new());
-                while Instant::now() < deadline {
-                    match client.predict(request.clone()).await {
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = client.predict(request.clone()).await;
+                    let mut totals = totals.lock().unwrap();
+                    let entry = totals.entry(model.clone()).or_default();
+                    match answer {
                         Ok(r) => {
-                            ok += 1;
+                            entry.0 += 1;
                             if let Some(VersionChoice::Version(v)) =
                                 r.into_inner().model_spec.and_then(|s| s.version_choice)
                             {
-                                versions.insert(v);
+                                entry.2.insert(v);
                             }
                         }
-                        Err(_) => failed += 1,
+                        Err(_) => entry.1 += 1,
                     }
                 }
-                (model, ok, failed, versions)
             }));
         }
     }
-    let mut totals: BTreeMap<String, (u64, u64, BTreeSet<i64>)> = BTreeMap::new();
-    for task in tasks {
-        let (model, ok, failed, versions) = task.await.unwrap();
-        let entry = totals.entry(model).or_default();
-        entry.0 += ok;
-        entry.1 += failed;
-        entry.2.extend(versions);
-    }
-    totals
+    tasks
 }
 
-/// Loads the models while sampling their workers; returns what each worker did.
-async fn observe_under_load(
-    server: &Server,
-    workers: &[(&str, u32)],
-    duration: Duration,
-) -> (Vec<Observed>, BTreeMap<String, (u64, u64, BTreeSet<i64>)>) {
+/// Answers each model must have had, and what the sampler must have seen of each worker,
+/// before the observation ends: evidence, not a duration, so a slow or busy machine only takes
+/// longer.
+const ENOUGH_ANSWERS: u64 = 50;
+const ENOUGH_RUNNING_SAMPLES: u64 = 5;
+const ENOUGH_CPU_TICKS: u64 = 10;
+
+/// Loads the models while sampling their workers until every worker was seen doing enough
+/// work; returns what each worker did (CPU ticks counted from the start) and the answers.
+async fn observe_under_load(server: &Server, workers: &[(&str, u32)]) -> (Vec<Observed>, Totals) {
     let stop = Arc::new(AtomicBool::new(false));
-    let pids = workers.iter().map(|(_, pid)| *pid).collect();
+    let pids: Vec<u32> = workers.iter().map(|(_, pid)| *pid).collect();
     let mut before = Vec::new();
-    for (_, pid) in workers {
+    for pid in &pids {
         let mut o = Observed::default();
         sample_into(*pid, &mut o);
         before.push(o.cpu_ticks);
     }
-    let sampler = sample(pids, stop.clone());
+    let observed = Arc::new(Mutex::new(
+        pids.iter().map(|_| Observed::default()).collect::<Vec<_>>(),
+    ));
+    let sampler = sample(pids, observed.clone(), stop.clone());
     let models: Vec<&str> = workers.iter().map(|(m, _)| *m).collect();
-    let totals = load(server, &models, duration).await;
+    let totals = Arc::new(Mutex::new(Totals::new()));
+    let clients = load(server, &models, totals.clone(), stop.clone()).await;
+    let enough = || {
+        let answered = models.iter().all(|m| {
+            totals
+                .lock()
+                .unwrap()
+                .get(*m)
+                .is_some_and(|t| t.0 >= ENOUGH_ANSWERS)
+        });
+        let worked = observed.lock().unwrap().iter().zip(&before).all(|(o, b)| {
+            o.ran_on.values().sum::<u64>() >= ENOUGH_RUNNING_SAMPLES
+                && o.cpu_ticks.saturating_sub(*b) >= ENOUGH_CPU_TICKS
+        });
+        answered && worked
+    };
+    // A fail-safe only: ends a test whose workers never run (the assertions then say what was
+    // seen).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !enough() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::Relaxed);
-    let mut observed = sampler.join().unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    sampler.join().unwrap();
+    let mut observed = std::mem::take(&mut *observed.lock().unwrap());
     for (o, b) in observed.iter_mut().zip(before) {
         o.cpu_ticks -= b;
     }
+    let totals = std::mem::take(&mut *totals.lock().unwrap());
     (observed, totals)
 }
 
@@ -194,11 +225,22 @@ fn assert_confined(model: &str, cpu: usize, observed: &Observed) {
         observed.ran_on
     );
     assert!(
-        observed.ran_on.values().sum::<u64>() >= 5 && observed.cpu_ticks >= 10,
+        observed.ran_on.values().sum::<u64>() >= ENOUGH_RUNNING_SAMPLES
+            && observed.cpu_ticks >= ENOUGH_CPU_TICKS,
         "model {model}: its worker hardly ran ({:?}, {} ticks): was inference done elsewhere?",
         observed.ran_on,
         observed.cpu_ticks
     );
+}
+
+/// The `SigIgn` mask of a process (bit n-1 set: signal n is ignored).
+fn ignored_signals(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("SigIgn in /proc/<pid>/status");
+    u64::from_str_radix(mask.trim(), 16).unwrap()
 }
 
 async fn placement(server: &Server) -> Value {
@@ -302,12 +344,7 @@ async fn two_models_on_two_cpus_run_only_there() {
     assert_ne!(pid_a, pid_b);
 
     // Both under load at once: each worker's threads only on its CPU.
-    let (observed, totals) = observe_under_load(
-        &server,
-        &[("a", pid_a), ("b", pid_b)],
-        Duration::from_secs(3),
-    )
-    .await;
+    let (observed, totals) = observe_under_load(&server, &[("a", pid_a), ("b", pid_b)]).await;
     println!("placement: requests (ok, failed, versions) {totals:?}");
     assert!(
         totals
@@ -333,20 +370,26 @@ async fn two_models_on_two_cpus_run_only_there() {
     common::copy_dir(staging.path(), &repo.model_dir("a").join("2"));
     common::wait_state(&server, "a", 2, 30, Duration::from_secs(60)).await;
     assert_eq!(worker_of(&placement(&server).await, "a").0, Some(pid_a));
-    let (observed, totals) =
-        observe_under_load(&server, &[("a", pid_a)], Duration::from_secs(2)).await;
+    let (observed, totals) = observe_under_load(&server, &[("a", pid_a)]).await;
     assert_eq!(totals["a"].2, BTreeSet::from([2]), "{totals:?}");
     assert_eq!(totals["a"].1, 0, "{totals:?}");
     assert_confined("a (version 2)", 0, &observed[0]);
 
     // Stop signals meant for the service (systemd signals the whole cgroup) leave the worker to
-    // the server, which drains first.
+    // the server, which drains first. The kernel discards a signal the process ignores when it
+    // is sent, so once `kill` returned there is nothing left to wait for.
+    let ignored = ignored_signals(pid_a);
+    for (name, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        assert!(
+            ignored & (1 << (number - 1)) != 0,
+            "the worker must ignore SIG{name}: SigIgn {ignored:#x}"
+        );
+    }
     assert!(Command::new("kill")
         .args(["-TERM", &pid_a.to_string()])
         .status()
         .unwrap()
         .success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(worker_of(&placement(&server).await, "a"), (Some(pid_a), 0));
     assert!(server
         .predict_client()
@@ -384,12 +427,7 @@ async fn two_models_on_two_cpus_run_only_there() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (observed, totals) = observe_under_load(
-        &server,
-        &[("a", new_pid), ("b", pid_b)],
-        Duration::from_secs(2),
-    )
-    .await;
+    let (observed, totals) = observe_under_load(&server, &[("a", new_pid), ("b", pid_b)]).await;
     assert!(
         totals
             .values()
@@ -428,8 +466,7 @@ async fn the_server_keeps_to_its_reserved_cores() {
     let (Some(worker), _) = worker_of(&plan, "a") else {
         panic!("worker of a: {plan}")
     };
-    let (observed, totals) =
-        observe_under_load(&server, &[("a", worker)], Duration::from_secs(2)).await;
+    let (observed, totals) = observe_under_load(&server, &[("a", worker)]).await;
     assert!(totals["a"].0 > 0 && totals["a"].1 == 0, "{totals:?}");
     assert_confined("a", 1, &observed[0]);
     let mut own = Observed::default();

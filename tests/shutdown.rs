@@ -2,53 +2,66 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{spec, Repo, Server};
+use common::{Repo, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use vinoserve::api::tfs_codec::shape_proto;
-use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn second_sigterm_exits_at_once_with_status_one() {
-    let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
-    let mut server = Server::with_config(&repo, &["--drain_timeout_seconds", "60"]);
-    server.wait_loaded();
-    let rows = 1_000_000i64;
-    let x = TensorProto {
-        dtype: Tf::DtFloat as i32,
-        tensor_shape: Some(shape_proto(&[rows, 8])),
-        tensor_content: Bytes::from(vec![0u8; rows as usize * 32]),
-        ..Default::default()
-    };
-    // Enough queued work that draining it takes far longer than the test waits.
-    let mut pending = Vec::new();
-    for _ in 0..24 {
-        let mut client = server.predict_client().await;
-        let request = PredictRequest {
-            model_spec: spec("dynamic", None),
-            inputs: [("x".to_string(), x.clone())].into(),
-            ..Default::default()
-        };
-        pending.push(tokio::spawn(async move { client.predict(request).await }));
+/// Opens a REST predict whose body never finishes arriving, and returns once the server has
+/// taken it up (it answers `Expect: 100-continue` only when the handler starts reading the
+/// body). Until the connection closes, that request is in flight and the drain cannot finish.
+fn request_in_flight(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(&server.rest_addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/models/dynamic:predict HTTP/1.1\r\nHost: test\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\
+         Expect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("an interim response");
+        assert_eq!(n, 1, "connection closed before 100 Continue");
+        seen.push(byte[0]);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = String::from_utf8_lossy(&seen);
+    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+    stream.write_all(b"{\"instances\": [").unwrap();
+    stream
+}
+
+#[test]
+fn second_sigterm_exits_at_once_with_status_one() {
+    let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
+    // A drain timeout far longer than the test: only the second signal can end the process.
+    let mut server = Server::with_config(&repo, &["--drain_timeout_seconds", "3600"]);
+    server.wait_loaded();
+    let _held = request_in_flight(&server);
+
     server.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = server
+            .next_line(deadline)
+            .expect("the server announced the drain");
+        if line.starts_with("vinoserve: SIGTERM received") {
+            break;
+        }
+    }
     assert_eq!(
         server.child.try_wait().unwrap(),
         None,
         "the first SIGTERM drains, it does not exit"
     );
-    let second = Instant::now();
     server.signal("TERM");
-    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(1));
-    assert!(
-        second.elapsed() < Duration::from_secs(2),
-        "exit took {:?}",
-        second.elapsed()
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(60)),
+        Some(1),
+        "the second SIGTERM exits with status 1 although a request is still in flight"
     );
-    for p in pending {
-        let _ = p.await;
-    }
 }

@@ -396,14 +396,19 @@ async fn every_error_row_has_its_status_and_json_message() {
         ("GET /v1/models/nope/metadata", 404, "Model with requested name is not found: nope"),
         ("GET /v1/models/add/versions/7", 404, "version is not found: model add, version 7"),
         ("GET /v1/models/add/versions/7/metadata", 404, "version is not found: model add, version 7"),
-        ("GET /v1/models/add:predict", 400, "GET is not allowed on this path; use POST"),
-        ("POST /v1/models/add", 400, "POST is not allowed on this path; use GET"),
-        ("POST /v1/models/add/metadata", 400, "POST is not allowed on this path; use GET"),
+        ("GET /v1/models/add:predict", 405, "GET is not allowed on /v1/models/add:predict; use POST"),
+        ("POST /v1/models/add", 405, "POST is not allowed on /v1/models/add; use GET"),
+        ("POST /v1/models/add/metadata", 405, "POST is not allowed on /v1/models/add/metadata; use GET"),
         ("GET /v1/models/add/versions/x", 400, "Invalid version \"x\" in path"),
         ("GET /v1/models/a/b/c", 400, "Malformed request path /v1/models/a/b/c"),
         ("GET /v3/models/add", 404, "Malformed request: GET /v3/models/add"),
         ("POST /nowhere", 404, "Malformed request: POST /nowhere"),
-        ("PUT /v1/models/add", 404, "Malformed request: PUT /v1/models/add"),
+        ("PUT /v1/models/add", 405, "PUT is not allowed on /v1/models/add; use GET"),
+        ("GET /v2/models/add/infer", 405, "GET is not allowed on /v2/models/add/infer; use POST"),
+        ("POST /v2/models/add/ready", 405, "use GET"),
+        ("DELETE /v1/config", 405, "use GET"),
+        ("GET /v1/config/reload", 405, "use POST"),
+        ("POST /metrics", 405, "use GET"),
     ];
     for (request, code, message) in requests {
         let (method, path) = request.split_once(' ').unwrap();
@@ -415,6 +420,33 @@ async fn every_error_row_has_its_status_and_json_message() {
         assert!(
             text.contains(message),
             "{request}: {text:?} lacks {message:?}"
+        );
+    }
+    // A wrong method names the right one in `Allow` (RFC 9110).
+    for (method, path, allow) in [
+        (Method::GET, "/v1/models/add:predict", "POST"),
+        (Method::DELETE, "/v1/models/add/metadata", "GET"),
+        (Method::PUT, "/v2/models/add/infer", "POST"),
+        (Method::POST, "/v2/health/live", "GET"),
+    ] {
+        let response = rest
+            .client
+            .request(method.clone(), rest.server.rest_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
         );
     }
     // The server still answers after all of that.

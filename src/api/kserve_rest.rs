@@ -4,6 +4,7 @@
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
+use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
@@ -24,25 +25,29 @@ pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
 /// Registers the KServe v2 routes (all under `/v2`).
 pub fn routes(config: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
     config
-        .route("/v2", web::get().to(server_metadata_json))
-        .route("/v2/health/live", web::get().to(live))
-        .route("/v2/health/ready", web::get().to(ready))
-        .route("/v2/models/{model}", web::get().to(metadata))
-        .route(
+        .service(only("/v2", Method::GET, server_metadata_json))
+        .service(only("/v2/health/live", Method::GET, live))
+        .service(only("/v2/health/ready", Method::GET, ready))
+        .service(only("/v2/models/{model}", Method::GET, metadata))
+        .service(only(
             "/v2/models/{model}/versions/{version}",
-            web::get().to(metadata),
-        )
-        .route("/v2/models/{model}/ready", web::get().to(model_ready))
-        .route(
+            Method::GET,
+            metadata,
+        ))
+        .service(only("/v2/models/{model}/ready", Method::GET, model_ready))
+        .service(only(
             "/v2/models/{model}/versions/{version}/ready",
-            web::get().to(model_ready),
-        )
-        .route("/v2/models/{model}/infer", web::post().to(model_infer))
-        .route(
+            Method::GET,
+            model_ready,
+        ))
+        .service(only("/v2/models/{model}/infer", Method::POST, model_infer))
+        .service(only(
             "/v2/models/{model}/versions/{version}/infer",
-            web::post().to(model_infer),
-        );
+            Method::POST,
+            model_infer,
+        ));
 }
 
 /// Model name and version (empty = latest) from the path.

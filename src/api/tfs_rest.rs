@@ -1,5 +1,6 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
+use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
@@ -10,6 +11,7 @@ use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::infer_on;
 use crate::proto::tensorflow::serving::model_version_status::State;
 use crate::tensor::{Signature, TensorSpec};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -153,13 +155,22 @@ pub async fn models(
     };
     let started = Instant::now();
     let parsed = parse_model_path(&tail);
+    if let Ok(path) = &parsed {
+        let allow = match path.action {
+            Action::Predict => Method::POST,
+            Action::Status | Action::Metadata => Method::GET,
+        };
+        if request.method() != allow {
+            return method_not_allowed(&request, &allow);
+        }
+    }
     let mut answered = None;
     let result = async {
         let path = parsed.as_ref().map_err(Clone::clone)?;
-        let is_post = request.method() == actix_web::http::Method::POST;
-        match (&path.action, is_post) {
-            (Action::Status, false) => status_json(&registry, path),
-            (Action::Metadata, false) => {
+        // The method was checked against the action above.
+        match path.action {
+            Action::Status => status_json(&registry, path),
+            Action::Metadata => {
                 let servable = registry.resolve(&path.model, &path.version)?;
                 answered = Some(servable.version);
                 Ok(metadata_json(
@@ -168,7 +179,7 @@ pub async fn models(
                     &servable.signature,
                 ))
             }
-            (Action::Predict, true) => {
+            Action::Predict => {
                 let servable = registry.resolve(&path.model, &path.version)?;
                 let (inputs, format, signature_name) =
                     decode_predict(&body, &servable.model, &servable.signature)?;
@@ -183,11 +194,6 @@ pub async fn models(
                 answered = Some(answer.version);
                 Ok(encode_predict(format, answer.outputs))
             }
-            (_, post) => Err(ServeError::invalid(format!(
-                "{} is not allowed on this path; use {}",
-                request.method(),
-                if post { "GET" } else { "POST" }
-            ))),
         }
     };
     let result = result.await;

@@ -2,6 +2,7 @@
 //! file watcher and the periodic rescan, and reconciles on every event.
 
 use crate::config::{load_config_file, ModelConfig, ServerConfig};
+use crate::metrics::{ScanTrigger, METRICS};
 use crate::model::model_actor::{
     FolderChanged, ModelActor, PoolDefaults, Rebuild, Reconcile, ReconcileReport, Reconfigure,
     RetireAll,
@@ -115,14 +116,20 @@ impl ModelManager {
                 let actor = actor.clone();
                 Target::folder(
                     &config.base_path,
-                    Arc::new(move || actor.do_send(FolderChanged)),
+                    Arc::new(move || {
+                        METRICS.count_scan(ScanTrigger::FileEvent);
+                        actor.do_send(FolderChanged)
+                    }),
                 )
             })
             .collect();
         if let Some(file) = &self.sources.config_file {
             targets.push(Target::file(
                 file,
-                Arc::new(move || me.do_send(ConfigFileTouched)),
+                Arc::new(move || {
+                    METRICS.count_scan(ScanTrigger::FileEvent);
+                    me.do_send(ConfigFileTouched)
+                }),
             ));
         }
         self.watcher = None;
@@ -194,6 +201,7 @@ impl Actor for ModelManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(poll) = self.sources.poll {
             ctx.run_interval(poll, |act, ctx| {
+                METRICS.count_scan(ScanTrigger::Poll);
                 for (_, actor) in act.models.values() {
                     actor.do_send(FolderChanged);
                 }
@@ -230,6 +238,10 @@ impl Handler<ReloadConfig> for ModelManager {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "config reload rejected; nothing changed");
+                    METRICS
+                        .config_reloads
+                        .with_label_values(&["rejected"])
+                        .inc();
                     return Box::pin(async move { Err(e.to_string()) });
                 }
             },
@@ -243,6 +255,8 @@ impl Handler<ReloadConfig> for ModelManager {
         Box::pin(async move {
             let reports = reports.await;
             let changed = config_changed || reports.values().any(ReconcileReport::changed);
+            let result = if changed { "changed" } else { "unchanged" };
+            METRICS.config_reloads.with_label_values(&[result]).inc();
             Ok(ReloadOutcome { changed, reports })
         })
     }

@@ -2,10 +2,12 @@
 //! temporary model repository built from the committed fixtures.
 #![allow(dead_code)]
 
+pub mod metrics_text;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use vinoserve::proto::tensorflow::serving::model_service_client::ModelServiceClient;
@@ -104,6 +106,11 @@ pub struct Server {
     pub grpc_addr: String,
     pub rest_addr: String,
     lines: mpsc::Receiver<String>,
+    /// The server's log (stderr). Many tests provoke errors on purpose (a broken model, a killed
+    /// worker, an invalid config), so the log is kept and shown only when the test fails,
+    /// instead of interleaving expected ERROR lines with the results of passing tests.
+    log: Arc<Mutex<Vec<String>>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn binary() -> &'static str {
@@ -133,9 +140,17 @@ impl Server {
             .env("VINOSERVE_LOG_LEVEL", "WARNING")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start vinoserve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_lines = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log_lines.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -150,6 +165,8 @@ impl Server {
             grpc_addr: String::new(),
             rest_addr: String::new(),
             lines,
+            log,
+            log_reader: Some(log_reader),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while server.grpc_addr.is_empty() || server.rest_addr.is_empty() {
@@ -191,6 +208,11 @@ impl Server {
         }
     }
 
+    /// Everything the server wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }
@@ -202,6 +224,27 @@ impl Server {
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics_text(&self) -> reqwest::Result<String> {
         reqwest::get(self.rest_url("/metrics")).await?.text().await
+    }
+
+    /// The sum of the samples of metric `name` whose labels include `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics_text().await.expect("GET /metrics");
+        metrics_text::value(&metrics_text::parse(&text), name, labels)
+    }
+
+    /// Waits until the server has started `n` more periodic rescans (of every model folder and
+    /// the config file) than when called, and the one before the last has had time to finish:
+    /// how a test proves that something did *not* happen on the next poll, without guessing how
+    /// long a poll takes on this machine.
+    pub async fn wait_polls(&self, n: u32) {
+        let polls = || self.metric("vinoserve_repository_scans_total", &[("trigger", "poll")]);
+        let target = polls().await + f64::from(n);
+        eventually(
+            &format!("{n} periodic rescans"),
+            Duration::from_secs(120),
+            async || (polls().await >= target).then_some(()),
+        )
+        .await
     }
 
     pub async fn predict_client(&self) -> PredictionServiceClient<Channel> {
@@ -242,6 +285,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The pipe closes with the process (placement workers die with it), so this ends.
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
+        if std::thread::panicking() {
+            // Captured by the test harness and printed with the failure.
+            eprintln!(
+                "--- vinoserve's log (pid {}) ---\n{}\n--- end of log ---",
+                self.child.id(),
+                self.log_text()
+            );
+        }
     }
 }
 
