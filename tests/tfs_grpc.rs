@@ -492,9 +492,29 @@ async fn sigterm_answers_every_request_in_flight_then_exits_zero() {
             })
         })
         .collect();
-    answered_rx.recv().await.unwrap();
+    // Signal once the server holds every request (received whole: queued, running or answered),
+    // not when the client has merely started sending them: a request the server has not read
+    // yet is not in flight, and HTTP/2's GOAWAY rightly refuses it. Both numbers come from one
+    // scrape.
+    common::eventually(
+        "all eight requests received by the server, some still in flight",
+        std::time::Duration::from_secs(120),
+        async || {
+            let text = server.metrics_text().await.ok()?;
+            let samples = common::metrics_text::parse(&text);
+            let value = |name: &str| {
+                common::metrics_text::value(&samples, name, &[("name", "dynamic")]) as usize
+            };
+            let (held, answered) = (
+                value("ovms_current_requests"),
+                value("ovms_requests_success"),
+            );
+            (held + answered == 8 && held > 0).then_some(())
+        },
+    )
+    .await;
     server.signal("TERM");
-    let mut answered_before_signal = 1;
+    let mut answered_before_signal = 0;
     while answered_rx.try_recv().is_ok() {
         answered_before_signal += 1;
     }

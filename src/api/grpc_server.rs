@@ -10,6 +10,7 @@
 //! one connection, whose frames one task reads whichever way the runtime is built).
 
 use crate::api::kserve_grpc::KServeGrpc;
+use crate::api::linger::LingeringStream;
 use crate::api::tfs_grpc::TfsGrpc;
 use crate::api::{deadline::DeadlineLayer, grpc_meta};
 use crate::config::ServeArgs;
@@ -161,7 +162,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 fn incoming(
     listener: std::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>> {
+) -> std::io::Result<impl futures::Stream<Item = std::io::Result<LingeringStream>>> {
     /// More than any accept queue (Linux caps them at `net.core.somaxconn`, 4096 by default),
     /// so that a flood of connections cannot hold the shutdown.
     const QUEUED_AT_MOST: usize = 4096;
@@ -170,7 +171,11 @@ fn incoming(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
     // replies can wait ~40 ms for delayed ACKs.
-    let prepare = |stream: tokio::net::TcpStream| stream.set_nodelay(true).map(|()| stream);
+    let prepare = |stream: tokio::net::TcpStream| {
+        stream
+            .set_nodelay(true)
+            .map(|()| LingeringStream::new(stream))
+    };
     let state = (listener, queued, Some(Box::pin(stop)), 0);
     Ok(futures::stream::unfold(
         state,

@@ -9,6 +9,7 @@ pub mod kserve_codec;
 pub mod kserve_grpc;
 pub mod kserve_json;
 pub mod kserve_rest;
+pub mod linger;
 pub mod rest_routes;
 pub mod status;
 pub mod tfs_codec;
