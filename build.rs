@@ -25,6 +25,8 @@ const PROTOS: &[&str] = &[
     "proto/tensorflow_serving/apis/classification.proto",
     "proto/tensorflow_serving/apis/regression.proto",
     "proto/tensorflow_serving/apis/inference.proto",
+    // Warm-up records (assets.extra/tf_serving_warmup_requests).
+    "proto/tensorflow_serving/apis/prediction_log.proto",
     "proto/tensorflow_serving/config/model_server_config.proto",
     // KServe v2 / Open Inference Protocol (package inference)
     "proto/kserve/grpc_predict_v2.proto",

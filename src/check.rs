@@ -7,7 +7,7 @@
 
 use crate::config::{parse_config_all, CheckArgs, ModelConfig};
 use crate::model::policy::VersionPolicy;
-use crate::repository::completeness::files_complete;
+use crate::repository::completeness::{files_complete, Verdict};
 use crate::repository::{scan_versions, version_dir};
 use crate::runtime::files::ModelFiles;
 use crate::topology::{discover, plan, Source, TopologyFile};
@@ -172,9 +172,12 @@ fn check_model(model: &ModelConfig, report: &mut Report) {
         let dir = version_dir(&model.base_path, version);
         let at = dir.display();
         let name = &model.name;
-        if let Err(reason) = files_complete(&dir) {
-            report.problem(at, format!("model {name} version {version}: {reason}"));
-            continue;
+        match files_complete(&dir) {
+            Verdict::Complete => {}
+            Verdict::Incomplete(reason) | Verdict::NoModel(reason) => {
+                report.problem(at, format!("model {name} version {version}: {reason}"));
+                continue;
+            }
         }
         if let Err(reason) = files_readable(&dir) {
             report.problem(at, format!("model {name} version {version}: {reason}"));
@@ -195,10 +198,7 @@ fn check_model(model: &ModelConfig, report: &mut Report) {
 /// Every model file opens for reading (the XML was read already; the weights were only
 /// measured).
 fn files_readable(dir: &Path) -> Result<(), String> {
-    let files = match ModelFiles::find(dir).map_err(|e| e.to_string())? {
-        ModelFiles::Ir { xml, bin } => vec![xml, bin],
-        ModelFiles::Onnx(onnx) => vec![onnx],
-    };
+    let files = ModelFiles::find(dir).map_err(|e| e.to_string())?.files();
     for file in files {
         std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     }

@@ -7,8 +7,8 @@ use thiserror::Error;
 /// Failures inside the inference runtime (OpenVINO or the fake backend).
 #[derive(Debug, Error, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BackendError {
-    #[error("no model files in {dir}: expected one *.xml with its *.bin, or one *.onnx")]
-    NoModelFiles { dir: String },
+    #[error("no model in {dir} (found: {found}); expected {layouts}", layouts = crate::runtime::files::ACCEPTED_LAYOUTS)]
+    NoModelFiles { dir: String, found: String },
     #[error("model files in {dir} are ambiguous: {detail}")]
     AmbiguousModelFiles { dir: String, detail: String },
     #[error("cannot read model {path}: {reason}")]

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub placement_worker_restarts: IntCounterVec,
     pub repository_scans: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub warmup_inferences: IntCounterVec,
 }
 
 /// Microsecond buckets from 10 µs to ~100 s, four per decade (as OVMS).
@@ -197,6 +198,12 @@ impl Metrics {
                 "vinoserve_config_reloads_total",
                 "Re-reads of the config file (SIGHUP, POST /v1/config/reload, a change on disk) by result: changed, unchanged, or rejected (invalid: nothing changed).",
                 &["result"],
+            ),
+            warmup_inferences: counter(
+                &r,
+                "vinoserve_warmup_inferences_total",
+                "Inferences run to warm a version up before it serves: the samples of its warm-up file, or one on zeros for a model whose inputs are all static.",
+                VERSION,
             ),
             registry: r,
         }

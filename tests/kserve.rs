@@ -402,7 +402,7 @@ async fn grpc_infer_typed_and_raw() {
     assert_eq!(output::<f32>(&out, "sum"), vec![1.5, 1.0, 5.0, 14.0]);
 
     // Version selection on `add` (v1 adds 1, v2 adds 2; empty = latest).
-    for (version, add) in [("", 2.0f32), ("1", 1.0), ("2", 2.0)] {
+    for (version, add) in [("", 2.0f32), ("0", 2.0), ("1", 1.0), ("2", 2.0)] {
         let t = with_contents(input("x", "FP32", &[1, 10]), |c| {
             c.fp32_contents = vec![1.0; 10]
         });
@@ -416,9 +416,14 @@ async fn grpc_infer_typed_and_raw() {
             vec![1.0 + add; 10],
             "version {version:?}"
         );
+        // The answer names the version that ran: the default one for "" and "0".
         assert_eq!(
             out.model_version,
-            if version.is_empty() { "2" } else { version }
+            if version.is_empty() || version == "0" {
+                "2"
+            } else {
+                version
+            }
         );
     }
 }
@@ -652,20 +657,26 @@ async fn rest_health_and_metadata() {
     server.wait_loaded();
     let rest = Rest::new(&server);
 
-    for path in [
-        "/v2/health/live",
-        "/v2/health/ready",
-        "/v2/models/identity/ready",
-        "/v2/models/add/versions/1/ready",
+    // The Open Inference Protocol's health bodies (KServe's SDK parses them), next to the code.
+    for (path, body) in [
+        ("/v2/health/live", json!({"live": true})),
+        ("/v2/health/ready", json!({"ready": true})),
+        (
+            "/v2/models/identity/ready",
+            json!({"name": "identity", "ready": true}),
+        ),
+        (
+            "/v2/models/add/versions/1/ready",
+            json!({"name": "add", "ready": true}),
+        ),
     ] {
         let a = rest.get(path).await;
         assert_eq!(a.status, StatusCode::OK, "{path}");
-        assert!(a.body.is_empty(), "{path}: health answers have no body");
+        assert_eq!(a.json(), body, "{path}");
     }
-    assert_eq!(
-        rest.get("/v2/models/add/versions/7/ready").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    let a = rest.get("/v2/models/add/versions/7/ready").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.json(), json!({"name": "add", "ready": false}));
     rest.get("/v2/models/nope/ready")
         .await
         .assert_error(404, "nope");
@@ -681,11 +692,14 @@ async fn rest_health_and_metadata() {
     );
 
     let a = rest.get("/v2/models/add").await;
+    // rt_info: the IR's runtime-info tree, as OVMS serves it (the fixture's holds what
+    // ov.save_model wrote).
     assert_eq!(
         a.json(),
         json!({"name": "add", "versions": ["1", "2"], "platform": "openvino",
                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 10]}],
-               "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 10]}]})
+               "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 10]}],
+               "rt_info": {"OpenVINO Runtime": "2026.4.1-22982-e213a147257-releases/2026/4"}})
     );
     let a = rest.get("/v2/models/dynamic/versions/1").await;
     assert_eq!(
@@ -904,7 +918,13 @@ impl Probes {
 
     /// (REST status, ServerReady, health of "", of the KServe and TFS predict services, of ModelService).
     async fn read(&mut self) -> (u16, bool, [i32; 4]) {
-        let rest = self.rest.get("/v2/health/ready").await.status.as_u16();
+        let answer = self.rest.get("/v2/health/ready").await;
+        let rest = answer.status.as_u16();
+        assert_eq!(
+            answer.json(),
+            json!({"ready": rest == 200}),
+            "the body says what the status code says"
+        );
         let grpc = self
             .kserve
             .server_ready(ServerReadyRequest {})

@@ -197,9 +197,15 @@ async fn outputs_match_openvino_run_directly() {
     assert_eq!(got, x.iter().map(|v| v * 3.0).collect::<Vec<_>>());
     assert_eq!(out.outputs["y"].tensor_shape, Some(shape_proto(&[3i64, 8])));
 
-    // Versions: unversioned goes to the highest; version and label select.
+    // Versions: unversioned (and version 0, as ovmsclient sends it) goes to the highest;
+    // version and label select.
     let ones = f32_bytes(&[1.0; 10]);
-    for (version, add) in [(None, 2.0f32), (Some(1), 1.0), (Some(2), 2.0)] {
+    for (version, add) in [
+        (None, 2.0f32),
+        (Some(0), 2.0),
+        (Some(1), 1.0),
+        (Some(2), 2.0),
+    ] {
         let out = client
             .predict(request(
                 "add",

@@ -264,6 +264,7 @@ async fn versions_and_labels_select_what_they_name() {
     let body = json!({"instances": [fill(10, 1.0)]});
     for (target, add) in [
         ("add", 2.0f32),
+        ("add/versions/0", 2.0),
         ("add/versions/1", 1.0),
         ("add/versions/2", 2.0),
         ("add/labels/stable", 1.0),
@@ -284,6 +285,14 @@ async fn versions_and_labels_select_what_they_name() {
     let (status, answer) = rest.get("/v1/models/add/labels/stable").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["model_version_status"][0]["version"], "1");
+    // Version 0 is the default version, as in OVMS: the same answers as no version at all.
+    for suffix in ["", "/metadata"] {
+        let unversioned = rest.get(&format!("/v1/models/add{suffix}")).await;
+        let zero = rest
+            .get(&format!("/v1/models/add/versions/0{suffix}"))
+            .await;
+        assert_eq!(zero, unversioned, "/v1/models/add/versions/0{suffix}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,19 +312,31 @@ async fn status_and_metadata_bodies_match_tf_serving() {
     assert_eq!(body, json!({"model_version_status": [available("2")]}));
 
     let dim = |size: &str| json!({"size": size, "name": ""});
-    let info = |name: &str, dtype: &str, dims: Vec<Value>| json!({"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": false}, "name": name});
+    // TF Serving's snake_case keys and OVMS's camelCase ones side by side (ovmsclient's REST
+    // client reads only the latter).
+    let info = |name: &str, dtype: &str, dims: Vec<Value>| {
+        let shape = json!({"dim": dims, "unknown_rank": false, "unknownRank": false});
+        json!({"dtype": dtype, "tensor_shape": shape, "tensorShape": shape, "name": name})
+    };
     let (status, body) = rest.get("/v1/models/dynamic/metadata").await;
     assert_eq!(status, StatusCode::OK);
     let def = json!({
         "inputs": {"x": info("x", "DT_FLOAT", vec![dim("-1"), dim("8")])},
         "outputs": {"y": info("y", "DT_FLOAT", vec![dim("-1"), dim("8")])},
-        "method_name": "tensorflow/serving/predict"
+        "method_name": "tensorflow/serving/predict",
+        "methodName": "tensorflow/serving/predict"
     });
+    let spec =
+        json!({"name": "dynamic", "signature_name": "", "signatureName": "", "version": "1"});
     assert_eq!(
         body,
         json!({
-            "model_spec": {"name": "dynamic", "signature_name": "", "version": "1"},
-            "metadata": {"signature_def": {"signature_def": {"serving_default": def}}}
+            "model_spec": spec,
+            "modelSpec": spec,
+            "metadata": {"signature_def": {
+                "signature_def": {"serving_default": def},
+                "signatureDef": {"serving_default": def}
+            }}
         })
     );
     let (status, body) = rest.get("/v1/models/add/versions/1/metadata").await;

@@ -32,12 +32,10 @@ pub fn version_selector(version: &str) -> Result<VersionSelector, ServeError> {
     }
     version
         .parse::<u64>()
-        .ok()
-        .filter(|&v| v > 0)
-        .map(VersionSelector::Number)
-        .ok_or_else(|| {
+        .map(VersionSelector::from_number)
+        .map_err(|_| {
             ServeError::invalid(format!(
-                "Invalid model version {version:?}: expected a positive integer, or empty for the latest"
+                "Invalid model version {version:?}: expected a positive integer, or empty (or 0) for the default version"
             ))
         })
 }
@@ -407,8 +405,9 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(version_selector(""), Ok(VersionSelector::Latest));
+        assert_eq!(version_selector("0"), Ok(VersionSelector::Latest));
         assert_eq!(version_selector("3"), Ok(VersionSelector::Number(3)));
-        for bad in ["0", "-1", "latest", "1.5", " 2"] {
+        for bad in ["-1", "latest", "1.5", " 2"] {
             assert!(
                 message(version_selector(bad).unwrap_err()).contains("positive integer"),
                 "{bad}"

@@ -9,6 +9,7 @@ use crate::metrics::{Call, METRICS};
 use crate::model::readiness::Readiness;
 use crate::model::registry::Registry;
 use crate::model::request::infer;
+use crate::model::servable::Servable;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
@@ -54,6 +55,15 @@ pub fn model_metadata(
     model: &str,
     version: &str,
 ) -> Result<ModelMetadataResponse, ServeError> {
+    model_metadata_of(registry, model, version).map(|(metadata, _)| metadata)
+}
+
+/// [`model_metadata`] with the servable it describes (REST adds what the proto lacks).
+pub fn model_metadata_of(
+    registry: &Registry,
+    model: &str,
+    version: &str,
+) -> Result<(ModelMetadataResponse, Arc<Servable>), ServeError> {
     let servable = registry.resolve(model, &version_selector(version)?)?;
     let versions = registry
         .model(model)
@@ -66,7 +76,7 @@ pub fn model_metadata(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(ModelMetadataResponse {
+    let metadata = ModelMetadataResponse {
         name: servable.model.clone(),
         versions,
         platform: PLATFORM.to_string(),
@@ -82,7 +92,8 @@ pub fn model_metadata(
             .iter()
             .map(tensor_metadata)
             .collect(),
-    })
+    };
+    Ok((metadata, servable))
 }
 
 #[tonic::async_trait]

@@ -2,7 +2,7 @@
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
 use crate::api::kserve_codec::version_selector;
-use crate::api::kserve_grpc::{model_metadata, server_metadata};
+use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
@@ -59,28 +59,38 @@ fn model_path(request: &HttpRequest) -> (&str, &str) {
     )
 }
 
-/// Health answers are the status code alone (the protocol's body is empty).
-fn health(ok: bool) -> HttpResponse {
+/// Health answers as the Open Inference Protocol defines them: the status code says it (200, or
+/// 503 when not), and the body says it again for clients that parse it (KServe's SDK reads
+/// `{"live": true}`, `{"ready": true}`; tritonclient reads only the code).
+fn health(key: &str, ok: bool) -> HttpResponse {
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status).finish()
+    HttpResponse::build(status).json(json!({ key: ok }))
 }
 
 async fn live() -> HttpResponse {
-    health(true)
+    health("live", true)
 }
 
 async fn ready(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
-    health(readiness.server_ready())
+    health("ready", readiness.server_ready())
 }
 
+/// `{"name": ..., "ready": ...}`, the protocol's model-ready response.
 async fn model_ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
     let (model, version) = model_path(&request);
     match version_selector(version).and_then(|v| readiness.model_ready(model, &v)) {
-        Ok(ok) => health(ok),
+        Ok(ok) => {
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            HttpResponse::build(status).json(json!({"name": model, "ready": ok}))
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -100,13 +110,15 @@ fn tensors_json(tensors: &[TensorMetadata]) -> Vec<Value> {
 
 async fn metadata(request: HttpRequest, registry: web::Data<Arc<Registry>>) -> HttpResponse {
     let (model, version) = model_path(&request);
-    match model_metadata(&registry, model, version) {
-        Ok(m) => HttpResponse::Ok().json(json!({
+    match model_metadata_of(&registry, model, version) {
+        // `rt_info` as OVMS serves it: the OpenVINO Model API's OVMSAdapter reads it.
+        Ok((m, servable)) => HttpResponse::Ok().json(json!({
             "name": m.name,
             "versions": m.versions,
             "platform": m.platform,
             "inputs": tensors_json(&m.inputs),
             "outputs": tensors_json(&m.outputs),
+            "rt_info": servable.rt_info,
         })),
         Err(e) => error_response(&e),
     }

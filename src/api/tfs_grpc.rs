@@ -46,12 +46,14 @@ fn model_spec(spec: Option<ModelSpec>) -> Result<(String, VersionSelector, Strin
     }
     let selector = match spec.version_choice {
         None => VersionSelector::Latest,
-        Some(VersionChoice::Version(v)) if v > 0 => VersionSelector::Number(v as u64),
-        Some(VersionChoice::Version(v)) => {
-            return Err(ServeError::invalid(format!(
-                "model_spec.version must be a positive integer, got {v}"
-            )))
-        }
+        Some(VersionChoice::Version(v)) => match u64::try_from(v) {
+            Ok(v) => VersionSelector::from_number(v),
+            Err(_) => {
+                return Err(ServeError::invalid(format!(
+                    "model_spec.version must be a positive integer (or 0 for the default version), got {v}"
+                )))
+            }
+        },
         Some(VersionChoice::VersionLabel(label)) => VersionSelector::Label(label),
     };
     Ok((spec.name, selector, spec.signature_name))

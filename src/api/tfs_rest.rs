@@ -58,12 +58,12 @@ pub fn parse_model_path(tail: &str) -> Result<ModelPath, ServeError> {
     let (model, version) = match parts.as_slice() {
         [model] => (*model, VersionSelector::Latest),
         [model, "versions", v] => {
-            let n = v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            let n = v.parse::<u64>().map_err(|_| {
                 ServeError::invalid(format!(
-                    "Invalid version {v:?} in path: expected a positive integer"
+                    "Invalid version {v:?} in path: expected a positive integer (or 0 for the default version)"
                 ))
             })?;
-            (*model, VersionSelector::Number(n))
+            (*model, VersionSelector::from_number(n))
         }
         [model, "labels", label] if !label.is_empty() => {
             (*model, VersionSelector::Label(label.to_string()))
@@ -80,18 +80,26 @@ pub fn parse_model_path(tail: &str) -> Result<ModelPath, ServeError> {
     })
 }
 
+/// One input or output: TF Serving's snake_case keys and, beside them, the camelCase ones OVMS
+/// writes (protobuf's JSON names), which ovmsclient's REST client reads. Each client finds the
+/// keys it knows; neither is bothered by the others.
 fn tensor_info_json(spec: &TensorSpec) -> Value {
+    let shape = json!({
+        "dim": spec.shape.iter().map(|d| json!({"size": d.to_string(), "name": ""})).collect::<Vec<_>>(),
+        "unknown_rank": false,
+        "unknownRank": false,
+    });
     json!({
         "dtype": tf_dtype(spec.dtype).as_str_name(),
-        "tensor_shape": {
-            "dim": spec.shape.iter().map(|d| json!({"size": d.to_string(), "name": ""})).collect::<Vec<_>>(),
-            "unknown_rank": false
-        },
+        "tensor_shape": shape,
+        "tensorShape": shape,
         "name": spec.name,
     })
 }
 
-/// The metadata body TFS returns (protobuf JSON mapping of GetModelMetadataResponse).
+/// The metadata body (protobuf JSON mapping of GetModelMetadataResponse), with both spellings
+/// of every multi-word key: TF Serving's (`model_spec`, `signature_def`, `tensor_shape`) and
+/// OVMS's (`modelSpec`, `signatureDef`, `tensorShape`).
 pub fn metadata_json(model: &str, version: u64, signature: &Signature) -> Value {
     let infos = |specs: &[TensorSpec]| -> Value {
         Value::Object(
@@ -101,14 +109,19 @@ pub fn metadata_json(model: &str, version: u64, signature: &Signature) -> Value 
                 .collect(),
         )
     };
+    let spec = json!({"name": model, "signature_name": "", "signatureName": "", "version": version.to_string()});
+    let signatures = json!({DEFAULT_SIGNATURE: {
+        "inputs": infos(&signature.inputs),
+        "outputs": infos(&signature.outputs),
+        "method_name": "tensorflow/serving/predict",
+        "methodName": "tensorflow/serving/predict",
+    }});
     json!({
-        "model_spec": {"name": model, "signature_name": "", "version": version.to_string()},
+        "model_spec": spec,
+        "modelSpec": spec,
         "metadata": {"signature_def": {
-            "signature_def": {DEFAULT_SIGNATURE: {
-                "inputs": infos(&signature.inputs),
-                "outputs": infos(&signature.outputs),
-                "method_name": "tensorflow/serving/predict"
-            }}
+            "signature_def": signatures,
+            "signatureDef": signatures,
         }}
     })
 }
@@ -255,7 +268,13 @@ mod tests {
             Action::Metadata
         );
         assert!(parse_model_path("resnet/versions/x").is_err());
-        assert!(parse_model_path("resnet/versions/0:predict").is_err());
+        assert_eq!(
+            parse_model_path("resnet/versions/0:predict")
+                .unwrap()
+                .version,
+            VersionSelector::Latest,
+            "0 is the default version, as in OVMS"
+        );
         assert!(parse_model_path("a/b/c/d").is_err());
         assert!(parse_model_path(":predict").is_err());
     }

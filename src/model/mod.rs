@@ -11,3 +11,4 @@ pub mod request;
 pub mod servable;
 pub mod validate;
 pub mod versions;
+pub mod warmup;

@@ -10,7 +10,7 @@ use crate::metrics::METRICS;
 use crate::model::registry::{Registry, VersionState, VersionStatus};
 use crate::model::servable::{PoolSpec, Servable};
 use crate::model::versions::{needs_load, versions_to_retire};
-use crate::repository::completeness::{files_complete, stamp, Stamp};
+use crate::repository::completeness::{files_complete, stamp, Stamp, Verdict};
 use crate::repository::{scan_versions, version_dir};
 use crate::runtime::{Backend, LoadSpec};
 use actix::prelude::*;
@@ -116,6 +116,8 @@ struct Survey {
     waiting: BTreeMap<u64, String>,
     /// Complete versions still being written to: how long until they have been quiet enough.
     settling: BTreeMap<u64, Duration>,
+    /// Quiet folders holding no model (or several): failed, with the folder's stamp.
+    no_model: BTreeMap<u64, (Stamp, String)>,
 }
 
 /// Why a complete version folder is not loaded yet.
@@ -251,22 +253,27 @@ impl ModelActor {
         let mut ready = BTreeMap::new();
         let mut waiting = BTreeMap::new();
         let mut settling = BTreeMap::new();
+        let mut no_model = BTreeMap::new();
         for &version in &on_disk {
             let dir = version_dir(&self.config.base_path, version);
             let Ok(current) = stamp(&dir) else { continue };
-            match files_complete(&dir) {
-                Ok(()) if current.quiet_for(self.pools.settle) => {
-                    ready.insert(version, current);
-                }
-                Ok(()) => {
-                    waiting.insert(version, SETTLING.to_string());
-                    settling.insert(version, current.quiet_remaining(self.pools.settle));
-                }
-                Err(reason) => {
+            let quiet = current.quiet_for(self.pools.settle);
+            match (files_complete(&dir), quiet) {
+                (Verdict::Incomplete(reason), _) => {
                     waiting.insert(
                         version,
                         format!("waiting for the version folder to be complete: {reason}"),
                     );
+                }
+                (_, false) => {
+                    waiting.insert(version, SETTLING.to_string());
+                    settling.insert(version, current.quiet_remaining(self.pools.settle));
+                }
+                (Verdict::Complete, true) => {
+                    ready.insert(version, current);
+                }
+                (Verdict::NoModel(reason), true) => {
+                    no_model.insert(version, (current, reason));
                 }
             }
         }
@@ -275,6 +282,7 @@ impl ModelActor {
             ready,
             waiting,
             settling,
+            no_model,
         })
     }
 
@@ -382,6 +390,7 @@ impl ModelActor {
             on_disk,
             ready,
             waiting,
+            no_model,
             ..
         } = match self.survey() {
             Ok(found) => {
@@ -428,17 +437,32 @@ impl ModelActor {
                 self.set_state(*version, VersionState::Loading, None, None);
             }
         }
+        // A quiet folder with no model is a failed version (once per state of the folder), not
+        // one to wait for: its status says what was found and what is accepted.
+        let unloadable: Vec<LoadOutcome> = no_model
+            .into_iter()
+            .filter(|(v, (s, _))| {
+                wanted.contains(v) && !self.serving.contains_key(v) && self.needs_load(*v, s)
+            })
+            .map(|(version, (stamp, reason))| {
+                tracing::warn!(model = %self.name(), version, "version folder holds no model it can load: {reason}");
+                (version, stamp, Err(reason))
+            })
+            .collect();
         let loads: Vec<_> = to_load
             .into_iter()
             .map(|(v, s)| self.spawn_load(v, s, ctx.address()))
             .collect();
         Box::pin(
             async move {
-                futures::future::join_all(loads)
-                    .await
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .collect::<Vec<_>>()
+                let mut outcomes = unloadable;
+                outcomes.extend(
+                    futures::future::join_all(loads)
+                        .await
+                        .into_iter()
+                        .filter_map(Result::ok),
+                );
+                outcomes
             }
             .into_actor(self)
             .map(move |outcomes, act, _| act.finish(wanted, outcomes)),

@@ -63,6 +63,17 @@ pub enum VersionSelector {
     Label(String),
 }
 
+impl VersionSelector {
+    /// A version number as clients send it: 0 means the default version, as in OVMS (ovmsclient
+    /// sends 0 unless told a version, in gRPC `model_spec.version` and in REST paths alike).
+    pub fn from_number(version: u64) -> VersionSelector {
+        match version {
+            0 => VersionSelector::Latest,
+            n => VersionSelector::Number(n),
+        }
+    }
+}
+
 /// One model's published state.
 #[derive(Clone, Default)]
 pub struct ModelStatus {

@@ -8,6 +8,7 @@ use crate::error::{BackendError, ServeError};
 use crate::metrics::METRICS;
 use crate::model::pool::{Job, PoolOptions, Reply, ThreadSetup, WorkerPool};
 use crate::model::validate::ValidatedInputs;
+use crate::model::warmup;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
 use crate::tensor::{Signature, Tensor, TensorSpec};
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ pub struct Servable {
     pub signature: Signature,
     /// Runtime properties as compiled (streams, threads, precision).
     pub properties: BTreeMap<String, String>,
+    /// The model's runtime-info tree (KServe REST metadata `rt_info`; see `runtime::rt_info`).
+    pub rt_info: serde_json::Value,
     pool: Option<WorkerPool>,
     /// Requests between resolve and answer (queued or running).
     in_flight: AtomicUsize,
@@ -57,8 +60,8 @@ pub struct PoolSpec {
 }
 
 impl Servable {
-    /// Loads, compiles and warms up one version (one inference on zero-filled inputs, so the
-    /// first client request does not pay for lazy initialisation). Blocking: call it on a
+    /// Loads, compiles and warms up one version (on the samples `model::warmup` finds valid, so
+    /// the first client request does not pay for lazy initialisation). Blocking: call it on a
     /// loading thread.
     pub fn load(
         backend: &dyn Backend,
@@ -76,12 +79,18 @@ impl Servable {
         let mut executors = (0..workers)
             .map(|_| compiled.create_executor())
             .collect::<Result<Vec<_>, _>>()?;
-        let zeros = ValidatedInputs::zeros(&signature)
-            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let samples = warmup::samples(&spec.dir, &spec.model, &signature)
+            .map_err(|e| BackendError::Infer(format!("warm-up: {e}")))?;
         let all_outputs: Vec<usize> = (0..signature.outputs.len()).collect();
-        executors[0]
-            .infer(&zeros, &all_outputs)
-            .map_err(|e| BackendError::Infer(format!("warm-up inference failed: {e}")))?;
+        let warmed = METRICS
+            .warmup_inferences
+            .with_label_values(&[&spec.model, &spec.version.to_string()]);
+        for (index, inputs) in samples.iter().enumerate() {
+            executors[0]
+                .infer(inputs, &all_outputs)
+                .map_err(|e| BackendError::Infer(format!("warm-up sample {index} failed: {e}")))?;
+            warmed.inc();
+        }
         let prefix = format!("ov-{}", spec.model.chars().take(6).collect::<String>());
         let metrics = METRICS.for_version(&spec.model, spec.version);
         // A model whose inputs can change shape per request may take a thousand times longer on
@@ -103,6 +112,7 @@ impl Servable {
             version: spec.version,
             signature,
             properties: compiled.properties(),
+            rt_info: crate::runtime::rt_info::read(&spec.dir),
             pool: Some(pool),
             in_flight: AtomicUsize::new(0),
             resize_images: AtomicBool::new(false),

@@ -1,6 +1,7 @@
 //! The model repository on disk: `<base_path>/<version>/` folders holding the model files.
 
 pub mod completeness;
+pub mod tfrecord;
 pub mod watcher;
 
 use std::collections::BTreeSet;

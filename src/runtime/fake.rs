@@ -72,11 +72,13 @@ pub fn fake_load_spec(model: &str, version: u64) -> LoadSpec {
     }
 }
 
+/// `y = x + version` on one f32. Static, so a load warms up with one inference on zeros, which
+/// tests hold at the gate to catch a load half-way.
 pub fn fake_signature() -> Signature {
     let spec = |name: &str| TensorSpec {
         name: name.into(),
         dtype: DataType::F32,
-        shape: vec![-1],
+        shape: vec![1],
     };
     Signature {
         inputs: vec![spec("x")],

@@ -6,6 +6,7 @@
 pub mod fake;
 pub mod files;
 pub mod openvino;
+pub mod rt_info;
 
 use crate::error::BackendError;
 use crate::model::validate::ValidatedInputs;

@@ -1,5 +1,6 @@
-//! The OpenVINO backend: reads IR or ONNX, reshapes, compiles on CPU with the model's properties,
-//! and runs one `InferRequest` per worker thread.
+//! The OpenVINO backend: reads every format OpenVINO reads (IR, ONNX, TensorFlow SavedModel,
+//! TFLite, PaddlePaddle), reshapes, compiles on CPU with the model's properties, and runs one
+//! `InferRequest` per worker thread.
 
 pub mod library;
 
@@ -61,7 +62,10 @@ fn tensor_spec(node: &Node, role: &str, index: usize) -> Result<TensorSpec, Back
         ))
     })?;
     let partial = node.get_partial_shape().map_err(runtime("partial shape"))?;
-    if partial.get_rank().is_dynamic() {
+    // Not `Rank::is_dynamic` / `Dimension::is_dynamic`: OpenVINO's C API calls a static 0
+    // dynamic, which would refuse every scalar (rank 0) and every zero-sized dimension.
+    let rank = partial.get_rank();
+    if rank.get_min() != rank.get_max() || rank.get_max() < 0 {
         return Err(BackendError::Unsupported(format!(
             "{role} {name} has a dynamic rank; set its shape in the model config"
         )));
@@ -69,7 +73,13 @@ fn tensor_spec(node: &Node, role: &str, index: usize) -> Result<TensorSpec, Back
     let shape = partial
         .get_dimensions()
         .iter()
-        .map(|d| if d.is_dynamic() { -1 } else { d.get_max() })
+        .map(|d| {
+            if d.get_min() == d.get_max() && d.get_max() >= 0 {
+                d.get_max()
+            } else {
+                -1
+            }
+        })
         .collect();
     Ok(TensorSpec { name, dtype, shape })
 }
@@ -89,16 +99,7 @@ fn partial_shape(dims: &[i64]) -> Result<PartialShape, BackendError> {
 }
 
 fn input_specs(model: &Model) -> Result<Vec<TensorSpec>, BackendError> {
-    let count = model.get_inputs_len().map_err(runtime("inputs"))?;
-    (0..count)
-        .map(|i| {
-            tensor_spec(
-                &model.get_input_by_index(i).map_err(runtime("input"))?,
-                "input",
-                i,
-            )
-        })
-        .collect()
+    port_specs(model, Port::Input)
 }
 
 fn reshape(model: &mut Model, reshape: &Reshape) -> Result<(), BackendError> {
@@ -176,10 +177,7 @@ impl Backend for OpenVinoBackend {
             })?;
         }
         let files = ModelFiles::find(&spec.dir)?;
-        let (model_path, weights) = match &files {
-            ModelFiles::Ir { xml, bin } => (xml.clone(), bin.display().to_string()),
-            ModelFiles::Onnx(path) => (path.clone(), String::new()),
-        };
+        let (model_path, weights) = files.read_model_args();
         let mut model = core
             .read_model_from_file(&model_path.display().to_string(), &weights)
             .map_err(|e| BackendError::Read {
@@ -187,13 +185,71 @@ impl Backend for OpenVinoBackend {
                 reason: e.to_string(),
             })?;
         reshape(&mut model, &spec.reshape)?;
+        // The signature comes from the model as read, not as compiled: a compiled model's port
+        // may answer `get_any_name` with an internal name of a fused node (seen with ONNX `If`
+        // graphs), while the read model's ports carry the names the model's author gave.
+        let signature = Signature {
+            inputs: port_specs(&model, Port::Input)?,
+            outputs: port_specs(&model, Port::Output)?,
+        };
         let compiled =
             core.compile_model(&model, DeviceType::CPU)
                 .map_err(|e| BackendError::Compile {
                     device: spec.device.clone(),
                     reason: e.to_string(),
                 })?;
-        OpenVinoModel::new(compiled).map(|m| Box::new(m) as Box<dyn LoadedModel>)
+        Ok(Box::new(OpenVinoModel {
+            compiled,
+            signature,
+        }))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Port {
+    Input,
+    Output,
+}
+
+fn port_specs(model: &Model, port: Port) -> Result<Vec<TensorSpec>, BackendError> {
+    let (count, role) = match port {
+        Port::Input => (model.get_inputs_len().map_err(runtime("inputs"))?, "input"),
+        Port::Output => (
+            model.get_outputs_len().map_err(runtime("outputs"))?,
+            "output",
+        ),
+    };
+    (0..count)
+        .map(|i| {
+            let node = match port {
+                Port::Input => model.get_input_by_index(i),
+                Port::Output => model.get_output_by_index(i),
+            }
+            .map_err(runtime(role))?;
+            tensor_spec(&OwnedPort(node).0, role, i)
+        })
+        .collect()
+}
+
+/// A port that is freed when dropped. The openvino crate's `Node` has no `Drop`, so its C handle
+/// would leak, and an output port keeps its whole graph alive: every load of a model would leak
+/// the model's weights (a 16 MiB model grew the server by 16 MiB per hot swap).
+struct OwnedPort(Node);
+
+// `Node` is the one raw pointer the C API handed out; `OwnedPort::drop` relies on it.
+const _: () = assert!(
+    std::mem::size_of::<Node>() == std::mem::size_of::<*mut openvino_sys::ov_output_const_port_t>()
+);
+
+impl Drop for OwnedPort {
+    fn drop(&mut self) {
+        // SAFETY: `Node` holds exactly the `ov_output_const_port_t*` returned by
+        // `ov_model_const_{input,output}_by_index` (size checked above; a single-field struct has
+        // its field at offset 0). It is freed once, here; the `Node` is never used after.
+        unsafe {
+            let port: *mut openvino_sys::ov_output_const_port_t = std::mem::transmute_copy(&self.0);
+            openvino_sys::ov_output_const_port_free(port);
+        }
     }
 }
 
@@ -203,31 +259,6 @@ struct OpenVinoModel {
 }
 
 impl OpenVinoModel {
-    fn new(compiled: CompiledModel) -> Result<OpenVinoModel, BackendError> {
-        let inputs = (0..compiled.get_input_size().map_err(runtime("inputs"))?)
-            .map(|i| {
-                tensor_spec(
-                    &compiled.get_input_by_index(i).map_err(runtime("input"))?,
-                    "input",
-                    i,
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        let outputs = (0..compiled.get_output_size().map_err(runtime("outputs"))?)
-            .map(|i| {
-                tensor_spec(
-                    &compiled.get_output_by_index(i).map_err(runtime("output"))?,
-                    "output",
-                    i,
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(OpenVinoModel {
-            compiled,
-            signature: Signature { inputs, outputs },
-        })
-    }
-
     fn property(&self, key: &str) -> Option<String> {
         self.compiled
             .get_property(&PropertyKey::Other(key.to_string().into()))
