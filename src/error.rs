@@ -4,6 +4,37 @@
 use crate::tensor::{DataType, ShapeDisplay};
 use thiserror::Error;
 
+/// Client-supplied text quoted in an error (names, labels, values) is cut to this many
+/// characters: a 500 MB name must not come back as a 500 MB answer, and over gRPC a long one
+/// would exceed the client's metadata limit and reach it as RESOURCE_EXHAUSTED instead of the
+/// real code.
+pub const ECHO_LIMIT: usize = 128;
+
+/// No error message, whatever it quotes, is longer than this many characters.
+pub const MESSAGE_LIMIT: usize = 2048;
+
+/// Displays client-supplied text cut to [`ECHO_LIMIT`] characters, saying how long it was.
+pub struct Clip<'a>(pub &'a str);
+
+impl std::fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&clip(self.0, ECHO_LIMIT))
+    }
+}
+
+/// `text` if it has at most `limit` characters; else its first `limit` characters and how many
+/// there were.
+pub fn clip(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(limit) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!(
+            "{}... ({} characters in all)",
+            &text[..end],
+            text.chars().count()
+        )),
+    }
+}
+
 /// Failures inside the inference runtime (OpenVINO or the fake backend).
 #[derive(Debug, Error, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BackendError {
@@ -28,11 +59,11 @@ pub enum BackendError {
 /// Everything a request can fail with. Messages follow the OVMS wording clients already match on.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ServeError {
-    #[error("Model with requested name is not found: {model}")]
+    #[error("Model with requested name is not found: {}", Clip(.model))]
     ModelNotFound { model: String },
-    #[error("Model with requested version is not found: model {model}, version {version}")]
+    #[error("Model with requested version is not found: model {}, version {version}", Clip(.model))]
     VersionNotFound { model: String, version: u64 },
-    #[error("Model version label is not found: model {model}, label {label}")]
+    #[error("Model version label is not found: model {}, label {}", Clip(.model), Clip(.label))]
     LabelNotFound { model: String, label: String },
     #[error("Model version is retired: model {model}, version {version}")]
     VersionRetired { model: String, version: u64 },
@@ -41,9 +72,10 @@ pub enum ServeError {
     #[error("Model has no available version: model {model}")]
     NoVersionAvailable { model: String, loading: bool },
     #[error(
-        "Invalid input shape - Expected: {}; Actual: {}; input name: {input}",
+        "Invalid input shape - Expected: {}; Actual: {}; input name: {}",
         ShapeDisplay(expected),
-        ShapeDisplay(actual)
+        ShapeDisplay(actual),
+        Clip(.input)
     )]
     InvalidShape {
         input: String,
@@ -51,7 +83,8 @@ pub enum ServeError {
         actual: Vec<usize>,
     },
     #[error(
-        "Invalid input precision - Expected: {expected}; Actual: {actual}; input name: {input}"
+        "Invalid input precision - Expected: {expected}; Actual: {actual}; input name: {}",
+        Clip(.input)
     )]
     InvalidPrecision {
         input: String,
@@ -64,19 +97,19 @@ pub enum ServeError {
         input: String,
         expected: String,
     },
-    #[error("Unexpected input name: {input}; model {model} takes: {expected}")]
+    #[error("Unexpected input name: {}; model {model} takes: {expected}", Clip(.input))]
     UnexpectedInput {
         model: String,
         input: String,
         expected: String,
     },
-    #[error("Invalid content size of tensor proto - Expected: {expected} bytes; Actual: {actual} bytes; input name: {input}")]
+    #[error("Invalid content size of tensor proto - Expected: {expected} bytes; Actual: {actual} bytes; input name: {}", Clip(.input))]
     ByteSizeMismatch {
         input: String,
         expected: usize,
         actual: usize,
     },
-    #[error("Unknown output requested: {output}; model {model} gives: {available}")]
+    #[error("Unknown output requested: {}; model {model} gives: {available}", Clip(.output))]
     UnknownOutput {
         model: String,
         output: String,

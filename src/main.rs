@@ -53,6 +53,10 @@ fn main() -> ExitCode {
         args, config, backend, placement, notifier,
     )) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if vinoserve::server::is_configuration_error(&e) => {
+            eprintln!("vinoserve: invalid configuration: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("vinoserve: {e}");
             ExitCode::FAILURE

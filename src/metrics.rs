@@ -12,6 +12,9 @@ use prometheus::{
 use std::sync::LazyLock;
 use std::time::Duration;
 
+/// The `name` label of requests for models the server does not know.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
 /// Request labels: which API family and transport, which call.
 #[derive(Clone, Copy, Debug)]
 pub struct Call {
@@ -209,15 +212,19 @@ impl Metrics {
         }
     }
 
-    /// Counts one finished request and its latency.
+    /// Counts one finished request and its latency. `model` is labelled by name only if the
+    /// server knows it (`registry`); any other name a client sends is counted under
+    /// [`UNKNOWN_MODEL`], so made-up names cannot grow the exposition without bound.
     pub fn observe_request(
         &self,
         call: Call,
-        model: &str,
+        (model, registry): (&str, &Registry),
         version: Option<u64>,
         ok: bool,
         elapsed: Duration,
     ) {
+        let known = ok || registry.model(model).is_some();
+        let model = if known { model } else { UNKNOWN_MODEL };
         let version = version.map(|v| v.to_string()).unwrap_or_default();
         let labels = [
             call.api,

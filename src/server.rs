@@ -23,8 +23,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Binds a listening socket; the error names the address, and what it was for.
+fn bind(what: &str, address: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind((address, port)).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for {what} on {address}:{port}: {e}"),
+        )
+    })
+}
+
+/// Whether an error from [`serve`] is the operator's configuration (an address that cannot be
+/// bound), rather than a failure of the server.
+pub fn is_configuration_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+    matches!(
+        error.kind(),
+        AddrInUse | AddrNotAvailable | PermissionDenied
+    )
+}
+
 fn start_rest(
     args: &ServeArgs,
+    listener: std::net::TcpListener,
     registry: Arc<Registry>,
     manager: Addr<ModelManager>,
     readiness: Arc<Readiness>,
@@ -59,7 +80,7 @@ fn start_rest(
     .workers(args.rest_workers.max(1))
     .disable_signals()
     .shutdown_timeout(args.drain_timeout_seconds)
-    .bind((args.rest_bind_address.as_str(), args.rest_port))?;
+    .listen(listener)?;
     let addr = server.addrs()[0];
     Ok((addr, server.run()))
 }
@@ -143,6 +164,9 @@ pub async fn serve(
     placement: Option<Arc<Placement>>,
     notifier: Notifier,
 ) -> std::io::Result<()> {
+    // Both ports first: an address that cannot be bound is reported before anything starts.
+    let grpc_listener = bind("gRPC", &args.grpc_bind_address, args.port)?;
+    let rest_listener = bind("REST", &args.rest_bind_address, args.rest_port)?;
     let registry = Arc::new(Registry::new());
     let pools = PoolDefaults {
         queue_bound: args.queue_bound,
@@ -162,9 +186,16 @@ pub async fn serve(
     }
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
     let terminated = until_terminated(manager.clone(), registry.clone(), notifier.clone())?;
-    let grpc = grpc_server::start(&args, registry.clone(), manager.clone(), readiness.clone())?;
+    let grpc = grpc_server::start(
+        &args,
+        grpc_listener,
+        registry.clone(),
+        manager.clone(),
+        readiness.clone(),
+    )?;
     let (rest_addr, rest) = start_rest(
         &args,
+        rest_listener,
         registry.clone(),
         manager.clone(),
         readiness.clone(),

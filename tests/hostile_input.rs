@@ -368,3 +368,82 @@ async fn malformed_protobuf_and_invalid_utf8_names_are_invalid_argument() {
         .await
         .unwrap();
 }
+
+/// Made-up model names cannot grow `/metrics` (they are counted under one label), and error
+/// messages quote what a client sent cut to 128 characters, so the right code reaches the
+/// client (a 1 MB label over gRPC would otherwise exceed the client's metadata limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_and_huge_echoes_stay_bounded() {
+    use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
+    use vinoserve::proto::tensorflow::serving::ModelSpec;
+    let repo = Repo::new(&[("identity", "")]);
+    let server = Server::with_config(&repo, &[]);
+    server.wait_loaded();
+    let http = reqwest::Client::new();
+    // One of each kind first, so the series for "(unknown)" exist before measuring.
+    let warm = http
+        .get(server.rest_url("/v1/models/u0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 404);
+    let before = server.metrics_text().await.unwrap().len();
+    for n in 1..=2000 {
+        let path = format!("/v1/models/u{n}%00x");
+        let answer = http.get(server.rest_url(&path)).send().await.unwrap();
+        assert_eq!(answer.status(), 404);
+    }
+    let mut grpc = server.predict_client().await;
+    for n in 0..200 {
+        let request = predict(&format!("g{n}"), vec![("x".into(), tensor(&[1, 10], 40))]);
+        let status = grpc.predict(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+    }
+    let text = server.metrics_text().await.unwrap();
+    assert!(
+        text.len() <= before + 4096,
+        "/metrics grew from {before} to {} bytes",
+        text.len()
+    );
+    assert!(
+        !text.contains("u17") && !text.contains("g17"),
+        "made-up names are not labels"
+    );
+    assert!(text.contains("name=\"(unknown)\""), "{text}");
+
+    let long = "m".repeat(100_000);
+    let status = grpc
+        .predict(predict(&long, vec![("x".into(), tensor(&[1, 10], 40))]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
+    assert!(status.message().len() < 300, "{}", status.message().len());
+    assert!(status.message().contains("(100000 characters in all)"));
+    let label = "l".repeat(1 << 20);
+    let request = PredictRequest {
+        model_spec: Some(ModelSpec {
+            name: "identity".into(),
+            signature_name: String::new(),
+            version_choice: Some(VersionChoice::VersionLabel(label)),
+        }),
+        inputs: [("x".to_string(), tensor(&[1, 10], 40))].into(),
+        ..Default::default()
+    };
+    let status = grpc.predict(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("(1048576 characters in all)"));
+    // A 5 MB signature_name over REST: a 400 of a few hundred bytes, not 5 MB.
+    let body = format!(
+        r#"{{"signature_name": "{}", "instances": [[0,0,0,0,0,0,0,0,0,0]]}}"#,
+        "s".repeat(5 << 20)
+    );
+    let answer = http
+        .post(server.rest_url("/v1/models/identity:predict"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(text.len() < 3000, "{} bytes", text.len());
+}

@@ -521,3 +521,32 @@ fn check_exit_status_and_output() {
     );
     assert_eq!(lines[2], "vinoserve check: 2 problems");
 }
+
+/// A port that is already taken: exit code 2 (invalid configuration) and one line naming the
+/// address, before anything starts; no panic.
+#[test]
+fn a_port_already_in_use_is_a_configuration_error_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let repo = common::Repo::new(&[("add", "")]);
+    let config = repo.config_path().display().to_string();
+    for (flag, other, address_flag, what) in [
+        ("--port", "--rest_port", "--grpc_bind_address", "gRPC"),
+        ("--rest_port", "--port", "--rest_bind_address", "REST"),
+    ] {
+        let output = Command::new(common::binary())
+            .args(["--config_path", &config, flag, &port, other, "0"])
+            .args([address_flag, "127.0.0.1"])
+            .env("VINOSERVE_LOG_LEVEL", "WARNING")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "vinoserve: invalid configuration: cannot listen for {what} on 127.0.0.1:{port}: Address already in use (os error 98)"
+            )
+        );
+    }
+}

@@ -45,11 +45,11 @@ struct Shared {
 /// ("grpc-main"), which reports `done` once every thread has drained its connections.
 pub fn start(
     args: &ServeArgs,
+    listener: std::net::TcpListener,
     registry: Arc<Registry>,
     manager: Addr<ModelManager>,
     readiness: Arc<Readiness>,
 ) -> std::io::Result<GrpcServer> {
-    let listener = std::net::TcpListener::bind((args.grpc_bind_address.as_str(), args.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let shared = Shared {

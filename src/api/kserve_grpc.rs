@@ -164,7 +164,13 @@ impl GrpcInferenceService for KServeGrpc {
             interface: "gRPC",
             method: "ModelInfer",
         };
-        METRICS.observe_request(call, &name, version, result.is_ok(), started.elapsed());
+        METRICS.observe_request(
+            call,
+            (&name, &self.registry),
+            version,
+            result.is_ok(),
+            started.elapsed(),
+        );
         result.map(Response::new).map_err(|e| to_status(&e))
     }
 }

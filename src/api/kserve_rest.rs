@@ -176,7 +176,13 @@ async fn model_infer(
         interface: "REST",
         method: "ModelInfer",
     };
-    METRICS.observe_request(call, name, answered, result.is_ok(), started.elapsed());
+    METRICS.observe_request(
+        call,
+        (name, &registry),
+        answered,
+        result.is_ok(),
+        started.elapsed(),
+    );
     match result {
         Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
         Ok((json, binary)) => binary_response(json, binary),

@@ -1,6 +1,6 @@
 //! The one mapping from [`ServeError`] to a gRPC code, and from a gRPC code to an HTTP status.
 
-use crate::error::ServeError;
+use crate::error::{clip, ServeError, MESSAGE_LIMIT};
 use actix_web::http::StatusCode;
 use tonic::Code;
 
@@ -30,7 +30,12 @@ pub fn grpc_code(error: &ServeError) -> Code {
 }
 
 pub fn to_status(error: &ServeError) -> tonic::Status {
-    tonic::Status::new(grpc_code(error), error.to_string())
+    tonic::Status::new(grpc_code(error), message(error))
+}
+
+/// The error's message, bounded (it may quote what a client sent).
+fn message(error: &ServeError) -> String {
+    clip(&error.to_string(), MESSAGE_LIMIT).into_owned()
 }
 
 /// HTTP status for a gRPC code, as TF Serving's REST layer maps them.
@@ -56,7 +61,7 @@ pub fn http_status(code: Code) -> StatusCode {
 /// `{"error": "..."}` with the mapped status: the body every REST error has.
 pub fn error_response(error: &ServeError) -> actix_web::HttpResponse {
     actix_web::HttpResponse::build(http_status(grpc_code(error)))
-        .json(serde_json::json!({ "error": error.to_string() }))
+        .json(serde_json::json!({ "error": message(error) }))
 }
 
 /// A body that could not be read (too large, truncated): the same JSON error shape.

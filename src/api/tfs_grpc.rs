@@ -82,7 +82,7 @@ fn spec_name(spec: &Option<ModelSpec>) -> String {
 /// Counts the call in the metrics and turns the result into tonic's answer.
 fn answer<T>(
     method: &'static str,
-    model: &str,
+    model: (&str, &Registry),
     version: Option<u64>,
     started: Instant,
     result: Result<T, ServeError>,
@@ -231,7 +231,7 @@ impl PredictionService for TfsGrpc {
             .as_ref()
             .ok()
             .and_then(|r| answered_version(r.model_spec.as_ref()));
-        answer("Predict", &name, version, started, result)
+        answer("Predict", (&name, &self.registry), version, started, result)
     }
 
     async fn get_model_metadata(
@@ -264,7 +264,13 @@ impl PredictionService for TfsGrpc {
             .as_ref()
             .ok()
             .and_then(|r| answered_version(r.model_spec.as_ref()));
-        answer("GetModelMetadata", &name, version, started, result)
+        answer(
+            "GetModelMetadata",
+            (&name, &self.registry),
+            version,
+            started,
+            result,
+        )
     }
 
     async fn classify(
@@ -309,7 +315,13 @@ impl ModelService for TfsGrpc {
                 model_version_status: version_statuses(&model, only),
             })
         };
-        answer("GetModelStatus", &model_name, None, started, run())
+        answer(
+            "GetModelStatus",
+            (&model_name, &self.registry),
+            None,
+            started,
+            run(),
+        )
     }
 
     /// Really applies the config (the given list becomes the whole set of models) and answers

@@ -5,7 +5,7 @@ use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
 use crate::api::tfs_json::{decode_predict, encode_predict};
-use crate::error::ServeError;
+use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::infer_on;
@@ -36,7 +36,7 @@ pub struct ModelPath {
 pub fn parse_model_path(tail: &str) -> Result<ModelPath, ServeError> {
     let bad = || {
         ServeError::invalid(format!(
-        "Malformed request path /v1/models/{tail}: expected /v1/models/<model>[/versions/<n>|/labels/<label>][/metadata|:predict]"
+        "Malformed request path /v1/models/{}: expected /v1/models/<model>[/versions/<n>|/labels/<label>][/metadata|:predict]", Clip(tail)
     ))
     };
     let (tail, predict) = match tail.strip_suffix(":predict") {
@@ -223,7 +223,7 @@ pub async fn models(
         };
         METRICS.observe_request(
             call,
-            &path.model,
+            (&path.model, &registry),
             answered,
             result.is_ok(),
             started.elapsed(),
@@ -238,7 +238,7 @@ pub async fn models(
 /// Any other path: a JSON 404, like TF Serving.
 pub async fn not_found(request: HttpRequest) -> HttpResponse {
     HttpResponse::build(http_status(tonic::Code::NotFound)).json(
-        json!({"error": format!("Malformed request: {} {}", request.method(), request.path())}),
+        json!({"error": format!("Malformed request: {} {}", request.method(), Clip(request.path()))}),
     )
 }
 
