@@ -71,6 +71,8 @@ pub enum ServeError {
     VersionNotLoadedYet { model: String, version: u64 },
     #[error("Model has no available version: model {model}")]
     NoVersionAvailable { model: String, loading: bool },
+    #[error("Model {model} has no version: {error}")]
+    ModelFolderUnreadable { model: String, error: String },
     #[error(
         "Invalid input shape - Expected: {}; Actual: {}; input name: {}",
         ShapeDisplay(expected),
@@ -145,6 +147,7 @@ impl ServeError {
             ServeError::VersionRetired { .. } => "VersionRetired",
             ServeError::VersionNotLoadedYet { .. } => "VersionNotLoadedYet",
             ServeError::NoVersionAvailable { .. } => "NoVersionAvailable",
+            ServeError::ModelFolderUnreadable { .. } => "ModelFolderUnreadable",
             ServeError::InvalidShape { .. } => "InvalidShape",
             ServeError::InvalidPrecision { .. } => "InvalidPrecision",
             ServeError::MissingInput { .. } => "MissingInput",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vinoserve::config::{ModelConfig, ServerConfig};
 use vinoserve::error::{BackendError, ServeError};
-use vinoserve::model::manager::{ApplyConfig, ModelManager, Sources};
+use vinoserve::model::manager::{ApplyConfig, ModelManager, ReloadConfig, Sources};
 use vinoserve::model::model_actor::{ModelActor, PoolDefaults, Reconcile};
 use vinoserve::model::policy::VersionPolicy;
 use vinoserve::model::registry::{Registry, VersionSelector, VersionState};
@@ -736,4 +736,46 @@ async fn labels_resolve_to_their_version() {
             version: 9
         })
     );
+}
+
+/// A version that failed for a reason outside its folder is not retried while its files stay
+/// the same (no retry storm on every rescan), but every explicit reload (SIGHUP,
+/// `POST /v1/config/reload`, `HandleReloadConfigRequest`) tries it again; a reload that fails
+/// the same way again reports no change.
+#[actix_rt::test]
+async fn an_explicit_reload_retries_a_failed_version() {
+    let dir = repo(&[1]);
+    let backend = FakeBackend::default();
+    let registry = Arc::new(Registry::new());
+    let manager = manager(&backend, &registry);
+    backend.control.failing.store(true, Ordering::SeqCst);
+    let reports = manager
+        .send(server(vec![model("m", dir.path(), latest(1))]))
+        .await
+        .unwrap();
+    assert_eq!(reports["m"].failed.len(), 1, "{reports:?}");
+    assert_eq!(states(&registry, "m"), vec![(1, VersionState::End)]);
+
+    let again = manager.send(ReloadConfig).await.unwrap().unwrap();
+    assert!(
+        !again.changed,
+        "the same failure again is no change: {:?}",
+        again.reports
+    );
+    assert_eq!(again.reports["m"].failed.len(), 1);
+
+    backend.control.failing.store(false, Ordering::SeqCst);
+    let before = loads(&backend);
+    let rescanned = manager
+        .send(server(vec![model("m", dir.path(), latest(1))]))
+        .await;
+    assert!(
+        rescanned.unwrap()["m"].loaded.is_empty(),
+        "unchanged files: no retry"
+    );
+    assert_eq!(loads(&backend), before);
+    let fixed = manager.send(ReloadConfig).await.unwrap().unwrap();
+    assert!(fixed.changed);
+    assert_eq!(fixed.reports["m"].loaded, vec![1]);
+    assert_eq!(ask(&registry, "m", Latest, 1.0).await, Ok((1, 2.0)));
 }

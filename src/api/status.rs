@@ -13,7 +13,8 @@ pub fn grpc_code(error: &ServeError) -> Code {
         | ServeError::VersionRetired { .. } => Code::NotFound,
         ServeError::NoVersionAvailable { loading: false, .. } => Code::NotFound,
         ServeError::NoVersionAvailable { loading: true, .. }
-        | ServeError::VersionNotLoadedYet { .. } => Code::Unavailable,
+        | ServeError::VersionNotLoadedYet { .. }
+        | ServeError::ModelFolderUnreadable { .. } => Code::Unavailable,
         ServeError::InvalidShape { .. }
         | ServeError::InvalidPrecision { .. }
         | ServeError::MissingInput { .. }

@@ -162,6 +162,13 @@ pub fn status_filter(
     model: &ModelStatus,
     selector: &VersionSelector,
 ) -> Result<Option<u64>, ServeError> {
+    if let (true, Some(error)) = (model.versions.is_empty(), &model.error) {
+        // An unreadable base folder: say why there is nothing to list.
+        return Err(ServeError::ModelFolderUnreadable {
+            model: model.name.clone(),
+            error: error.clone(),
+        });
+    }
     let version = match selector {
         VersionSelector::Latest => return Ok(None),
         VersionSelector::Number(v) => *v,

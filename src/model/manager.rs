@@ -5,7 +5,7 @@ use crate::config::{load_config_file, ModelConfig, ServerConfig};
 use crate::metrics::{ScanTrigger, METRICS};
 use crate::model::model_actor::{
     FolderChanged, ModelActor, PoolDefaults, Rebuild, Reconcile, ReconcileReport, Reconfigure,
-    RetireAll,
+    RetireAll, RetryFailed,
 };
 use crate::model::registry::Registry;
 use crate::repository::watcher::{self, Target};
@@ -141,7 +141,14 @@ impl ModelManager {
         }
     }
 
-    fn apply(&mut self, config: ServerConfig, ctx: &mut Context<Self>) -> ResponseFuture<Reports> {
+    /// `retry_failed`: an explicit reload, which tries failed versions again even where their
+    /// files did not change.
+    fn apply(
+        &mut self,
+        config: ServerConfig,
+        retry_failed: bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Reports> {
         let wanted: BTreeMap<String, ModelConfig> = config
             .models
             .into_iter()
@@ -163,7 +170,13 @@ impl ModelManager {
         let mut pending = Vec::new();
         for (name, model) in wanted {
             let request: Pending = match self.models.get_mut(&name) {
-                Some((current, actor)) if *current == model => Box::pin(actor.send(Reconcile)),
+                Some((current, actor)) if *current == model => {
+                    if retry_failed {
+                        // The same mailbox: handled before the Reconcile below.
+                        actor.do_send(RetryFailed);
+                    }
+                    Box::pin(actor.send(Reconcile))
+                }
                 Some((current, actor)) => {
                     tracing::info!(model = %name, "model config changed; new instances load beside the old");
                     *current = model.clone();
@@ -221,7 +234,7 @@ impl Handler<ApplyConfig> for ModelManager {
         ApplyConfig(config): ApplyConfig,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        self.apply(config, ctx)
+        self.apply(config, false, ctx)
     }
 }
 
@@ -251,7 +264,7 @@ impl Handler<ReloadConfig> for ModelManager {
         let mut listed = config.models.clone();
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         let config_changed = listed != self.current_config().models;
-        let reports = self.apply(config, ctx);
+        let reports = self.apply(config, true, ctx);
         Box::pin(async move {
             let reports = reports.await;
             let changed = config_changed || reports.values().any(ReconcileReport::changed);
@@ -309,7 +322,7 @@ impl Handler<ApplyTfsConfig> for ModelManager {
     ) -> Self::Result {
         match crate::config::tfs::from_model_server_config(request, &self.current_config()) {
             Ok(config) => {
-                let reports = self.apply(config, ctx);
+                let reports = self.apply(config, true, ctx);
                 Box::pin(async move { Ok(reports.await) })
             }
             Err(e) => Box::pin(async move { Err(e.to_string()) }),

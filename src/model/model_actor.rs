@@ -33,13 +33,16 @@ pub struct PoolDefaults {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub loaded: Vec<u64>,
+    /// Every version that failed to load in this reconcile.
     pub failed: Vec<(u64, String)>,
+    /// How many of those did not fail the same way before (a retry that fails again is no news).
+    pub new_failures: usize,
     pub retired: Vec<u64>,
 }
 
 impl ReconcileReport {
     pub fn changed(&self) -> bool {
-        !self.loaded.is_empty() || !self.failed.is_empty() || !self.retired.is_empty()
+        !self.loaded.is_empty() || self.new_failures > 0 || !self.retired.is_empty()
     }
 }
 
@@ -64,6 +67,12 @@ pub struct Reconfigure(pub ModelConfig);
 #[derive(Message)]
 #[rtype(result = "ReconcileReport")]
 pub struct Rebuild;
+
+/// Forget which versions failed to load, so the next reconcile tries them again (an explicit
+/// reload: the operator may have fixed what no file stamp shows, e.g. a missing library).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetryFailed;
 
 /// Retire every version (model removed or server stopping).
 #[derive(Message)]
@@ -97,7 +106,12 @@ pub struct ModelActor {
     serving: BTreeMap<u64, Serving>,
     /// Versions whose last load failed, with what they were loaded from: retried on change only.
     failed: BTreeMap<u64, (Stamp, u64)>,
+    /// The last load error of each version that has not loaded since (kept across
+    /// `RetryFailed`, to tell a new failure from the same one again).
+    last_errors: BTreeMap<u64, String>,
     rescan_scheduled: bool,
+    /// The base folder's last read error, logged once until it changes.
+    folder_error: Option<String>,
     /// Set by `RetireAll` (model removed, or shutdown): the actor no longer reconciles, so a
     /// removed model's pending rescans cannot load versions nobody can reach.
     retired_all: bool,
@@ -153,7 +167,9 @@ impl ModelActor {
             pools,
             serving: BTreeMap::new(),
             failed: BTreeMap::new(),
+            last_errors: BTreeMap::new(),
             rescan_scheduled: false,
+            folder_error: None,
             retired_all: false,
             draining_since: BTreeMap::new(),
         }
@@ -305,6 +321,7 @@ impl ModelActor {
                     servable.set_resize_images(self.config.resize_images);
                     let servable = Arc::new(servable);
                     self.failed.remove(&version);
+                    self.last_errors.remove(&version);
                     let replaced = self.serving.insert(
                         version,
                         Serving {
@@ -326,6 +343,9 @@ impl ModelActor {
                     report.loaded.push(version);
                 }
                 Err(error) => {
+                    // A retry (explicit reload) that fails the same way is not a change.
+                    let known = self.last_errors.get(&version) == Some(&error);
+                    self.last_errors.insert(version, error.clone());
                     self.failed.insert(version, (stamp, self.generation));
                     match self.serving.get(&version) {
                         // A reload failed: the instance already serving stays, with the error shown.
@@ -338,6 +358,9 @@ impl ModelActor {
                         None => {
                             self.set_state(version, VersionState::End, Some(error.clone()), None)
                         }
+                    }
+                    if !known {
+                        report.new_failures += 1;
                     }
                     report.failed.push((version, error));
                 }
@@ -394,6 +417,9 @@ impl ModelActor {
             ..
         } = match self.survey() {
             Ok(found) => {
+                if self.folder_error.take().is_some() {
+                    tracing::info!(model = %self.name(), "model folder readable again");
+                }
                 self.registry
                     .update_owned(&self.config.name, self.id, |m| m.error = None);
                 found
@@ -403,7 +429,11 @@ impl ModelActor {
                     "cannot read model folder {}: {e}",
                     self.config.base_path.display()
                 );
-                tracing::error!(model = %self.name(), %error);
+                // Once per distinct error, not on every rescan.
+                if self.folder_error.as_ref() != Some(&error) {
+                    tracing::error!(model = %self.name(), %error);
+                    self.folder_error = Some(error.clone());
+                }
                 self.registry.update_owned(&self.config.name, self.id, |m| {
                     m.error = Some(error.clone())
                 });
@@ -411,6 +441,7 @@ impl ModelActor {
             }
         };
         self.failed.retain(|v, _| on_disk.contains(v));
+        self.last_errors.retain(|v, _| on_disk.contains(v));
         let wanted = self.config.policy.select(&on_disk);
         // Forget statuses of versions that vanished before they ever loaded.
         self.registry.update_owned(&self.config.name, self.id, |m| {
@@ -479,6 +510,14 @@ impl Handler<Reconcile> for ModelActor {
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) -> Self::Result {
         self.reconcile(ctx)
+    }
+}
+
+impl Handler<RetryFailed> for ModelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RetryFailed, _: &mut Context<Self>) {
+        self.failed.clear();
     }
 }
 

@@ -11,10 +11,20 @@ use crate::runtime::files::ModelFiles;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// What the folder's files look like now: names, sizes and modification times. Two equal stamps
-/// some time apart mean nobody is writing into the folder.
+/// What the folder's files look like now: names, sizes, modification times, and who may read
+/// them. Two equal stamps some time apart mean nobody is writing into the folder; a failed
+/// version is retried when its stamp changes, so an operator's `chmod` or `chown` that makes a
+/// file readable counts as a change too.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Stamp(Vec<(String, u64, Option<SystemTime>)>);
+pub struct Stamp(Vec<(String, u64, Option<SystemTime>, Access)>);
+
+/// Permission bits, owner and group of one entry.
+type Access = (u32, u32, u32);
+
+fn access(meta: &std::fs::Metadata) -> Access {
+    use std::os::unix::fs::MetadataExt;
+    (meta.mode(), meta.uid(), meta.gid())
+}
 
 impl Stamp {
     /// True when no file was modified within `interval` (by the file system's clock).
@@ -24,7 +34,11 @@ impl Stamp {
 
     /// How much longer until no file will have been modified within `interval`.
     pub fn quiet_remaining(&self, interval: Duration) -> Duration {
-        let newest = self.0.iter().filter_map(|(_, _, modified)| *modified).max();
+        let newest = self
+            .0
+            .iter()
+            .filter_map(|(_, _, modified, _)| *modified)
+            .max();
         match newest {
             // A modification time in the future (clock skew) counts as "just now".
             Some(t) => {
@@ -38,7 +52,8 @@ impl Stamp {
 /// The stamp of a version folder: every entry below it (recursively: a SavedModel keeps its
 /// weights in `variables/`), and the folder itself, so a folder just created counts as busy.
 pub fn stamp(dir: &Path) -> std::io::Result<Stamp> {
-    let mut entries = vec![(".".to_string(), 0, std::fs::metadata(dir)?.modified().ok())];
+    let meta = std::fs::metadata(dir)?;
+    let mut entries = vec![(".".to_string(), 0, meta.modified().ok(), access(&meta))];
     collect(dir, "", &mut entries)?;
     entries.sort();
     Ok(Stamp(entries))
@@ -47,17 +62,17 @@ pub fn stamp(dir: &Path) -> std::io::Result<Stamp> {
 fn collect(
     dir: &Path,
     prefix: &str,
-    entries: &mut Vec<(String, u64, Option<SystemTime>)>,
+    entries: &mut Vec<(String, u64, Option<SystemTime>, Access)>,
 ) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
         let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
         if meta.is_dir() {
-            entries.push((format!("{name}/"), 0, meta.modified().ok()));
+            entries.push((format!("{name}/"), 0, meta.modified().ok(), access(&meta)));
             collect(&entry.path(), &format!("{name}/"), entries)?;
         } else {
-            entries.push((name, meta.len(), meta.modified().ok()));
+            entries.push((name, meta.len(), meta.modified().ok(), access(&meta)));
         }
     }
     Ok(())
@@ -280,6 +295,18 @@ mod tests {
         incomplete(files_complete(d.path()));
         std::fs::write(d.path().join("m.tflite"), b"\x1c\0\0\0TFL3\0\0").unwrap();
         assert_eq!(files_complete(d.path()), Verdict::Complete);
+    }
+
+    #[test]
+    fn a_chmod_changes_the_stamp() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("model.bin");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let locked = stamp(d.path()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_ne!(locked, stamp(d.path()).unwrap());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::BackendError;
 use crate::model::validate::ValidatedInputs;
 use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType, Signature, Tensor, TensorSpec};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Shared knobs and counters, visible to the test that owns the backend.
@@ -21,6 +21,8 @@ pub struct FakeControl {
     gate_open: Mutex<bool>,
     gate: Condvar,
     pub waiting: AtomicUsize,
+    /// While set, every load fails (a cause outside the model's folder, e.g. a missing library).
+    pub failing: AtomicBool,
 }
 
 impl FakeControl {
@@ -88,6 +90,11 @@ pub fn fake_signature() -> Signature {
 
 impl Backend for FakeBackend {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError> {
+        if self.control.failing.load(Ordering::SeqCst) {
+            return Err(BackendError::Runtime(
+                "fake load failure requested by the test".into(),
+            ));
+        }
         if spec.dir.join("FAIL").exists() {
             return Err(BackendError::Read {
                 path: spec.dir.display().to_string(),

@@ -125,7 +125,30 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(binary())
+        Server::spawn(Command::new(binary()), args, env)
+    }
+
+    /// [`Server::start`] as user `nobody` when the tests run as root, so that file permissions
+    /// apply to the server (root reads a mode-000 file); as the current user otherwise.
+    pub fn start_unprivileged(args: &[&str]) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(binary());
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        Server::spawn(command, args, &[])
+    }
+
+    /// [`Server::start`] under a wrapper command, e.g. `["prlimit", "--nofile=256", "--"]`.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Server {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(binary());
+        Server::spawn(command, args, &[])
+    }
+
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command
             .args([
                 "--port",
                 "0",
