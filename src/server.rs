@@ -3,6 +3,7 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
+use crate::api::rest_body::BodyTimeout;
 use crate::api::rest_routes::only;
 use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
@@ -57,6 +58,7 @@ fn start_rest(
     let manager = web::Data::new(manager);
     let readiness = web::Data::new(readiness);
     let metrics_enabled = args.metrics_enable;
+    let body_timeout = BodyTimeout(Duration::from_secs(args.body_timeout_seconds));
     let server = HttpServer::new(move || {
         let app = App::new()
             .app_data(registry.clone())
@@ -64,6 +66,7 @@ fn start_rest(
             .app_data(readiness.clone())
             .app_data(placement.clone())
             .app_data(web::PayloadConfig::new(limit))
+            .app_data(body_timeout)
             .service(only("/v1/placement", Method::GET, placement_status))
             .service(only("/v1/config", Method::GET, config_rest::get_config))
             .service(only("/v1/config/reload", Method::POST, config_rest::reload))
@@ -78,6 +81,9 @@ fn start_rest(
         app.default_service(web::to(tfs_rest::not_found))
     })
     .workers(args.rest_workers.max(1))
+    // actix counts connections per worker thread.
+    .max_connections((args.max_connections / args.rest_workers.max(1)).max(1))
+    .keep_alive(Duration::from_secs(args.keep_alive_seconds))
     .disable_signals()
     .shutdown_timeout(args.drain_timeout_seconds)
     .listen(listener)?;

@@ -39,7 +39,15 @@ fn request_in_flight(server: &Server) -> TcpStream {
 fn second_sigterm_exits_at_once_with_status_one() {
     let repo = Repo::new(&[("dynamic", r#""nireq": 1"#)]);
     // A drain timeout far longer than the test: only the second signal can end the process.
-    let mut server = Server::with_config(&repo, &["--drain_timeout_seconds", "3600"]);
+    let mut server = Server::with_config(
+        &repo,
+        &[
+            "--drain_timeout_seconds",
+            "3600",
+            "--body_timeout_seconds",
+            "3600",
+        ],
+    );
     server.wait_loaded();
     let _held = request_in_flight(&server);
 

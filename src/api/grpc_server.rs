@@ -9,6 +9,7 @@
 //! as they are accepted, which is how gRPC clients spread load anyway (a channel's requests share
 //! one connection, whose frames one task reads whichever way the runtime is built).
 
+use crate::api::accept;
 use crate::api::kserve_grpc::KServeGrpc;
 use crate::api::linger::LingeringStream;
 use crate::api::tfs_grpc::TfsGrpc;
@@ -23,6 +24,7 @@ use crate::proto::tensorflow::serving::prediction_service_server::PredictionServ
 use actix::Addr;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// The running gRPC server: its address, its stop switch, and the signal that it has stopped.
@@ -39,6 +41,10 @@ struct Shared {
     manager: Addr<ModelManager>,
     readiness: Arc<Readiness>,
     max_message_size: usize,
+    limits: accept::Limits,
+    /// HTTP/2 streams one connection may have open at once (advertised in SETTINGS).
+    max_streams: u32,
+    keepalive: Duration,
 }
 
 /// Binds the listener and starts the serving threads ("grpc") and their supervisor
@@ -57,6 +63,12 @@ pub fn start(
         manager,
         readiness,
         max_message_size: args.max_message_size,
+        limits: accept::Limits::new(
+            args.max_connections,
+            Duration::from_secs(args.handshake_timeout_seconds),
+        ),
+        max_streams: args.http2_max_concurrent_streams,
+        keepalive: Duration::from_secs(args.http2_keepalive_seconds),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let (stop_all, stop_seen) = watch::channel(false);
@@ -102,7 +114,7 @@ async fn serve(listener: std::net::TcpListener, shared: Shared, stop: watch::Rec
             return;
         }
     };
-    let incoming = match incoming(listener, stopped(stop)) {
+    let incoming = match incoming(listener, shared.limits.clone(), stopped(stop)) {
         Ok(incoming) => incoming,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the gRPC listener");
@@ -115,6 +127,11 @@ async fn serve(listener: std::net::TcpListener, shared: Shared, stop: watch::Rec
         // request waits on a dozen WINDOW_UPDATE round trips; windows sized from the measured
         // bandwidth-delay product avoid that.
         .http2_adaptive_window(Some(true))
+        // Bounded per connection: a client cannot open streams without limit, and a peer that
+        // went away without closing is found by PINGs that stay unanswered.
+        .max_concurrent_streams(Some(shared.max_streams))
+        .http2_keepalive_interval(Some(shared.keepalive))
+        .http2_keepalive_timeout(Some(shared.keepalive))
         .layer(DeadlineLayer)
         .add_service(
             PredictionServiceServer::new(service.clone())
@@ -161,6 +178,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// balancers do retry on another instance.
 fn incoming(
     listener: std::net::TcpListener,
+    limits: accept::Limits,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<impl futures::Stream<Item = std::io::Result<LingeringStream>>> {
     /// More than any accept queue (Linux caps them at `net.core.somaxconn`, 4096 by default),
@@ -169,8 +187,6 @@ fn incoming(
     // The same socket, non-blocking like `listener`: accepts without the reactor's readiness.
     let queued = listener.try_clone()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
-    // replies can wait ~40 ms for delayed ACKs.
     let prepare = |stream: tokio::net::TcpStream| {
         stream
             .set_nodelay(true)
@@ -179,27 +195,29 @@ fn incoming(
     let state = (listener, queued, Some(Box::pin(stop)), 0);
     Ok(futures::stream::unfold(
         state,
-        move |(listener, queued, stop, drained)| async move {
-            if let Some(mut stop) = stop {
-                tokio::select! {
-                    biased;
-                    _ = &mut stop => {}
-                    accepted = listener.accept() => {
-                        let next = accepted.and_then(|(stream, _)| prepare(stream));
-                        return Some((next, (listener, queued, Some(stop), 0)));
+        move |(listener, queued, stop, drained)| {
+            let limits = limits.clone();
+            async move {
+                if let Some(mut stop) = stop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop => {}
+                        accepted = accept::accept(&listener, &limits) => {
+                            return Some((accepted, (listener, queued, Some(stop), 0)));
+                        }
                     }
                 }
+                if drained == QUEUED_AT_MOST {
+                    return None;
+                }
+                // The first error (normally WouldBlock: the queue is empty) ends the stream.
+                let (stream, _) = queued.accept().ok()?;
+                let next = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                    .and_then(prepare);
+                Some((next, (listener, queued, None, drained + 1)))
             }
-            if drained == QUEUED_AT_MOST {
-                return None;
-            }
-            // The first error (normally WouldBlock: the queue is empty) ends the stream.
-            let (stream, _) = queued.accept().ok()?;
-            let next = stream
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpStream::from_std(stream))
-                .and_then(prepare);
-            Some((next, (listener, queued, None, drained + 1)))
         },
     ))
 }
@@ -219,7 +237,8 @@ mod tests {
         let stopped = async {
             let _ = stopped.await;
         };
-        let mut incoming = std::pin::pin!(incoming(listener, stopped).unwrap());
+        let limits = accept::Limits::new(100, Duration::from_secs(60));
+        let mut incoming = std::pin::pin!(incoming(listener, limits, stopped).unwrap());
 
         let _served = TcpStream::connect(addr).unwrap();
         let accepted = incoming.next().await.unwrap().unwrap();

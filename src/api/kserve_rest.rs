@@ -4,6 +4,7 @@
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
+use crate::api::rest_body::Body;
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::error::ServeError;
@@ -143,10 +144,10 @@ fn header_length(request: &HttpRequest) -> Result<Option<usize>, ServeError> {
 
 async fn model_infer(
     request: HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: Body,
     registry: web::Data<Arc<Registry>>,
 ) -> HttpResponse {
-    let body = match body {
+    let body = match body.0 {
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };

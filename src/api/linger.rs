@@ -24,6 +24,11 @@ pub struct LingeringStream {
     inner: TcpStream,
     /// Set once FIN is sent: reading until the client's FIN or this deadline.
     draining: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Until the client's first bytes: a connection that never says anything is closed when
+    /// this fires instead of holding a file descriptor forever.
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's place under `--max_connections`, given back when it closes.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl LingeringStream {
@@ -31,7 +36,21 @@ impl LingeringStream {
         LingeringStream {
             inner,
             draining: None,
+            handshake: None,
+            _permit: None,
         }
+    }
+
+    /// Closes the connection if the client sends nothing within `timeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> LingeringStream {
+        self.handshake = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
+    }
+
+    /// Holds `permit` for as long as the connection is open.
+    pub fn with_permit(mut self, permit: tokio::sync::OwnedSemaphorePermit) -> LingeringStream {
+        self._permit = Some(permit);
+        self
     }
 }
 
@@ -49,7 +68,21 @@ impl AsyncRead for LingeringStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(handshake) = self.handshake.as_mut() {
+            match &read {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => self.handshake = None,
+                Poll::Pending if handshake.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client sent nothing within --handshake_timeout_seconds",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        read
     }
 }
 

@@ -1,5 +1,6 @@
 //! Transports: each converts its wire format to the internal request and back.
 
+pub mod accept;
 pub mod codec;
 pub mod config_rest;
 pub mod deadline;
@@ -10,6 +11,7 @@ pub mod kserve_grpc;
 pub mod kserve_json;
 pub mod kserve_rest;
 pub mod linger;
+pub mod rest_body;
 pub mod rest_routes;
 pub mod status;
 pub mod tfs_codec;

@@ -1,5 +1,6 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
+use crate::api::rest_body::Body;
 use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
@@ -159,10 +160,10 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
 pub async fn models(
     request: HttpRequest,
     tail: web::Path<String>,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: Body,
     registry: web::Data<Arc<Registry>>,
 ) -> HttpResponse {
-    let body = match body {
+    let body = match body.0 {
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };

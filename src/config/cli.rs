@@ -183,6 +183,34 @@ pub struct ServeArgs {
     #[arg(long = "file_settle_ms", default_value_t = 500)]
     pub file_settle_ms: u64,
 
+    /// Connections each listener (gRPC, REST) keeps open at once; more wait in the kernel's
+    /// accept queue until one closes. Keep it under the process's file limit (LimitNOFILE).
+    #[arg(long = "max_connections", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a new gRPC connection may stay silent before its first bytes (the HTTP/2
+    /// preface); then it is closed.
+    #[arg(long = "handshake_timeout_seconds", default_value_t = 10)]
+    pub handshake_timeout_seconds: u64,
+
+    /// HTTP/2 streams (requests in flight) one gRPC connection may have open at once; the
+    /// server advertises it in its SETTINGS.
+    #[arg(long = "http2_max_concurrent_streams", default_value_t = 256)]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Seconds between HTTP/2 PINGs on a gRPC connection, and how long an answer may take
+    /// before the connection is closed as dead.
+    #[arg(long = "http2_keepalive_seconds", default_value_t = 60)]
+    pub http2_keepalive_seconds: u64,
+
+    /// Seconds a REST request body may take to arrive in full; a slower one gets 408.
+    #[arg(long = "body_timeout_seconds", default_value_t = 60)]
+    pub body_timeout_seconds: u64,
+
+    /// Seconds an idle REST keep-alive connection stays open.
+    #[arg(long = "keep_alive_seconds", default_value_t = 75)]
+    pub keep_alive_seconds: u64,
+
     /// Seconds to wait for in-flight requests on shutdown before exiting anyway.
     #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
     pub drain_timeout_seconds: u64,

@@ -1,0 +1,89 @@
+//! Accepting gRPC connections within limits: at most `--max_connections` open at once (beyond
+//! it new ones wait in the kernel's accept queue), a first byte within
+//! `--handshake_timeout_seconds`, and no busy loop when the process is out of file descriptors
+//! (EMFILE): accepting backs off and says so once per interval, while the connections already
+//! open keep being served.
+
+use crate::api::linger::LingeringStream;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long accepting pauses after the process ran out of descriptors.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line per this interval about failed accepts.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Limits {
+    pub connections: Arc<Semaphore>,
+    pub handshake: Duration,
+}
+
+impl Limits {
+    pub fn new(max_connections: usize, handshake: Duration) -> Limits {
+        Limits {
+            connections: Arc::new(Semaphore::new(max_connections.max(1))),
+            handshake,
+        }
+    }
+}
+
+/// Accepts the next connection within `limits`; errors other than running out of resources
+/// are returned.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    limits: &Limits,
+) -> io::Result<LingeringStream> {
+    let permit = limits
+        .connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                // tonic applies `.tcp_nodelay` only to listeners it binds itself; without
+                // NODELAY, small replies can wait ~40 ms for delayed ACKs.
+                stream.set_nodelay(true)?;
+                return Ok(LingeringStream::new(stream)
+                    .with_permit(permit)
+                    .with_handshake_timeout(limits.handshake));
+            }
+            Err(e) if out_of_resources(&e) => {
+                note_failed_accept(&e);
+                tokio::time::sleep(BACKOFF).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the next accept fails the same way until something closes.
+pub fn out_of_resources(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+static FAILED_ACCEPTS: AtomicU64 = AtomicU64::new(0);
+static LAST_LOG: Mutex<Option<Instant>> = Mutex::new(None);
+
+fn note_failed_accept(error: &io::Error) {
+    let failed = FAILED_ACCEPTS.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= LOG_INTERVAL) {
+        *last = Some(Instant::now());
+        FAILED_ACCEPTS.store(0, Ordering::Relaxed);
+        tracing::error!(
+            error = %error, failed_accepts = failed,
+            "cannot accept gRPC connections (raise LimitNOFILE, or lower --max_connections); \\
+             new connections wait, open ones are served; next report in {} s",
+            LOG_INTERVAL.as_secs()
+        );
+    }
+}

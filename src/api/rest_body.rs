@@ -1,0 +1,35 @@
+//! The REST request body, read within `--body_timeout_seconds`: a client that announces a body
+//! and then sends it a byte a second would otherwise hold a connection (and its buffer) forever.
+
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// How long a whole request body may take to arrive (app data; 60 s when absent).
+#[derive(Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// The request body, or why it could not be read (too large: 413; too slow: 408; cut: 400).
+pub struct Body(pub Result<web::Bytes, actix_web::Error>);
+
+impl FromRequest for Body {
+    type Error = Infallible;
+    type Future = LocalBoxFuture<'static, Result<Body, Infallible>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let timeout = request
+            .app_data::<BodyTimeout>()
+            .map_or(Duration::from_secs(60), |t| t.0);
+        let read = web::Bytes::from_request(request, payload);
+        Box::pin(async move {
+            Ok(Body(match tokio::time::timeout(timeout, read).await {
+                Ok(result) => result,
+                Err(_) => Err(actix_web::error::ErrorRequestTimeout(format!(
+                    "the body did not arrive within {} s (--body_timeout_seconds)",
+                    timeout.as_secs()
+                ))),
+            }))
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! Connection phases have limits, so hostile or broken clients cannot hold the server's
+//! descriptors and buffers forever: a REST body that trickles in gets 408, a gRPC connection
+//! that never speaks is closed, every gRPC connection is told how many streams it may open,
+//! and running out of file descriptors makes the gRPC accept loop back off (one log line per
+//! interval, no busy loop) while open connections keep being served.
+
+mod common;
+
+use common::{spec, Repo, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::proto::tensorflow::serving::PredictRequest;
+use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+/// Fail-safe for reads that wait for the server to act (it acts after 1-2 s here).
+const FAIL_SAFE: Duration = Duration::from_secs(120);
+
+fn add_request() -> PredictRequest {
+    PredictRequest {
+        model_spec: spec("add", None),
+        inputs: [(
+            "x".to_string(),
+            TensorProto {
+                dtype: Tf::DtFloat as i32,
+                tensor_shape: Some(shape_proto(&[1i64, 10])),
+                tensor_content: vec![0u8; 40].into(),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// Everything the server sends until it closes the connection.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(FAIL_SAFE)).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(e) => panic!("the server neither answered nor closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_trickling_rest_body_gets_408_and_a_silent_grpc_connection_is_closed() {
+    let repo = Repo::new(&[("add", "")]);
+    let server = Server::with_config(
+        &repo,
+        &[
+            "--body_timeout_seconds",
+            "1",
+            "--handshake_timeout_seconds",
+            "1",
+        ],
+    );
+    server.wait_loaded();
+    // Twenty clients announce 100,000 bytes and send one.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&server.rest_addr).unwrap();
+            write!(
+                stream,
+                "POST /v1/models/add:predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n{{"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut slow {
+        let answer = String::from_utf8_lossy(&read_until_closed(stream)).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("--body_timeout_seconds"), "{answer}");
+    }
+    // A TCP connection to the gRPC port that never sends the HTTP/2 preface.
+    let mut silent = TcpStream::connect(&server.grpc_addr).unwrap();
+    let opened = Instant::now();
+    read_until_closed(&mut silent);
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "closed before its time"
+    );
+}
+
+#[test]
+fn grpc_connections_are_told_their_stream_limit() {
+    let repo = Repo::new(&[("add", "")]);
+    let server = Server::with_config(&repo, &["--http2_max_concurrent_streams", "7"]);
+    server.wait_loaded();
+    let mut stream = TcpStream::connect(&server.grpc_addr).unwrap();
+    stream.set_read_timeout(Some(FAIL_SAFE)).unwrap();
+    // The client preface and an empty SETTINGS frame; the server answers with its SETTINGS.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(0x3, 7)), "{settings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_grpc_accept_backs_off_and_open_connections_serve() {
+    let repo = Repo::new(&[("add", "")]);
+    let config = repo.config_path().display().to_string();
+    let server = Server::start_wrapped(
+        &["prlimit", "--nofile=512", "--"],
+        &["--config_path", &config],
+    );
+    server.wait_loaded();
+    let mut open = server.predict_client().await;
+    open.predict(add_request()).await.unwrap();
+    // More connections than descriptors left: the kernel completes them, accept() fails EMFILE.
+    let started = Instant::now();
+    let flood: Vec<TcpStream> = (0..600)
+        .map(|_| TcpStream::connect(&server.grpc_addr).unwrap())
+        .collect();
+    let log_line = "cannot accept gRPC connections";
+    common::eventually("the accept failure is reported", FAIL_SAFE, async || {
+        server.log_text().contains(log_line).then_some(())
+    })
+    .await;
+    // The connection opened before keeps being served meanwhile.
+    for _ in 0..20 {
+        open.predict(add_request()).await.unwrap();
+    }
+    let reports = server.log_text().matches(log_line).count() as u64;
+    let intervals = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        reports <= intervals,
+        "{reports} reports in {:?}: one per 10 s at most",
+        started.elapsed()
+    );
+    drop(flood);
+    // Descriptors free again: new connections are accepted.
+    let mut fresh = server.predict_client().await;
+    fresh.predict(add_request()).await.unwrap();
+}
