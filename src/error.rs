@@ -54,6 +54,10 @@ pub enum BackendError {
     Infer(String),
     #[error("OpenVINO: {0}")]
     Runtime(String),
+    /// The process running the model (a placement worker) went away: the request may be run
+    /// again on its replacement.
+    #[error("{0}")]
+    WorkerLost(String),
 }
 
 /// Everything a request can fail with. Messages follow the OVMS wording clients already match on.

@@ -567,3 +567,61 @@ async fn without_a_topology_the_placement_endpoint_says_why() {
         "{body}"
     );
 }
+
+/// A placement worker killed under load is invisible to clients: requests in flight in it and
+/// requests that arrive while it restarts wait for the model to be back in the new worker and
+/// run there (inference is idempotent); none fails. Twice in a row.
+#[allow(clippy::await_holding_lock)] // see two_models_on_two_cpus_run_only_there
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_no_request() {
+    let Some(Placed {
+        server,
+        repo: _repo,
+        staging: _staging,
+        _observing,
+    }) = start_placed(&["a"], "[models.a]\nnode = 0\ncore_ids = [1]\n")
+    else {
+        return;
+    };
+    let totals = Arc::new(Mutex::new(Totals::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&server, &["a"], totals.clone(), stop.clone()).await;
+    let answered = || totals.lock().unwrap().get("a").map_or(0, |t| t.0);
+    for round in 0..2 {
+        let (Some(pid), restarts) = worker_of(&placement(&server).await, "a") else {
+            panic!("no worker for a")
+        };
+        let before = answered();
+        common::eventually(
+            "answers before the kill",
+            Duration::from_secs(120),
+            async || (answered() >= before + 20).then_some(()),
+        )
+        .await;
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        common::eventually(
+            &format!("round {round}: the worker restarted and answers flow again"),
+            Duration::from_secs(120),
+            async || {
+                let (now, count) = worker_of(&placement(&server).await, "a");
+                let killed_at = answered();
+                (now.is_some_and(|p| p != pid) && count > restarts && killed_at > before + 40)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let totals = totals.lock().unwrap();
+    assert_eq!(
+        totals["a"].1, 0,
+        "requests failed across two worker kills: {totals:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! The one mapping from [`ServeError`] to a gRPC code, and from a gRPC code to an HTTP status.
 
-use crate::error::{clip, ServeError, MESSAGE_LIMIT};
+use crate::error::{clip, BackendError, ServeError, MESSAGE_LIMIT};
 use actix_web::http::StatusCode;
 use tonic::Code;
 
@@ -26,6 +26,8 @@ pub fn grpc_code(error: &ServeError) -> Code {
         ServeError::Unimplemented(_) => Code::Unimplemented,
         ServeError::ShuttingDown => Code::Unavailable,
         ServeError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        // Retryable: the model's worker process is being restarted (see model::request).
+        ServeError::Backend(BackendError::WorkerLost(_)) => Code::Unavailable,
         ServeError::Backend(_) => Code::Internal,
     }
 }

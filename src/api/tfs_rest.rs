@@ -9,7 +9,7 @@ use crate::api::tfs_json::{decode_predict, encode_predict};
 use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
-use crate::model::request::infer_on;
+use crate::model::request::{infer_resolved, InferRequest};
 use crate::proto::tensorflow::serving::model_version_status::State;
 use crate::tensor::{Signature, TensorSpec};
 use actix_web::http::Method;
@@ -204,7 +204,13 @@ pub async fn models(
                         "Serving signature name: \"{name}\" not found in signature def; the only one is \"{DEFAULT_SIGNATURE}\""
                     )));
                 }
-                let answer = infer_on(servable, inputs, &[]).await?;
+                let request = InferRequest {
+                    model: path.model.clone(),
+                    version: path.version.clone(),
+                    inputs,
+                    output_filter: Vec::new(),
+                };
+                let answer = infer_resolved(&registry, servable, request).await?;
                 answered = Some(answer.version);
                 Ok(encode_predict(format, answer.outputs))
             }

@@ -2,13 +2,14 @@
 //! resolve the servable (lock-free) → decode image inputs → validate once → queue → await the
 //! worker's answer.
 
-use crate::error::ServeError;
+use crate::error::{BackendError, ServeError};
 use crate::model::image::{decode_image_tensor, is_image_batch};
 use crate::model::registry::{Registry, VersionSelector};
 use crate::model::servable::Servable;
 use crate::model::validate::{select_outputs, validate_inputs};
 use crate::tensor::{Signature, Tensor};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A transport-neutral inference request.
 pub struct InferRequest {
@@ -87,12 +88,57 @@ async fn decode_image_inputs(
     Ok(decoded)
 }
 
+/// How long a request whose model's worker process died waits for the model to be back
+/// (its worker restarted and the version reloaded there) before it is answered UNAVAILABLE.
+/// The request's own deadline, when shorter, ends the wait first.
+pub const WORKER_RESTART_WAIT: Duration = Duration::from_secs(30);
+
 pub async fn infer(
     registry: &Registry,
     request: InferRequest,
 ) -> Result<InferResponse, ServeError> {
     let servable = registry.resolve(&request.model, &request.version)?;
-    infer_on(servable, request.inputs, &request.output_filter).await
+    infer_resolved(registry, servable, request).await
+}
+
+/// [`infer`] for a caller that resolved the servable already (to decode against its
+/// signature): if its worker process is lost meanwhile, the request runs on the replacement.
+pub async fn infer_resolved(
+    registry: &Registry,
+    servable: Arc<Servable>,
+    request: InferRequest,
+) -> Result<InferResponse, ServeError> {
+    // Tensors share their bytes: keeping the inputs for a second attempt copies no data.
+    let again = request.inputs.clone();
+    let first = infer_on(servable.clone(), again.clone(), &request.output_filter).await;
+    match first {
+        // Inference is idempotent: run it once more on the instance that replaces the lost one.
+        Err(ServeError::Backend(BackendError::WorkerLost(lost))) => {
+            let replacement = replacement_of(registry, &request, &servable)
+                .await
+                .ok_or(ServeError::Backend(BackendError::WorkerLost(lost)))?;
+            infer_on(replacement, again, &request.output_filter).await
+        }
+        answer => answer,
+    }
+}
+
+/// The servable that replaced `lost` for this request, once the registry publishes one within
+/// [`WORKER_RESTART_WAIT`].
+async fn replacement_of(
+    registry: &Registry,
+    request: &InferRequest,
+    lost: &Arc<Servable>,
+) -> Option<Arc<Servable>> {
+    let deadline = Instant::now() + WORKER_RESTART_WAIT;
+    while Instant::now() < deadline {
+        match registry.resolve(&request.model, &request.version) {
+            Ok(servable) if !Arc::ptr_eq(&servable, lost) => return Some(servable),
+            // Still the lost instance, or nothing published yet: the reload is under way.
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

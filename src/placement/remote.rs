@@ -29,11 +29,11 @@ impl Endpoint {
     }
 
     fn lost(&self, e: io::Error) -> BackendError {
-        BackendError::Runtime(format!("placement worker {} unreachable: {e}", self.group))
+        BackendError::WorkerLost(format!("placement worker {} unreachable: {e}", self.group))
     }
 
     fn closed(&self) -> BackendError {
-        BackendError::Runtime(format!(
+        BackendError::WorkerLost(format!(
             "placement worker {} closed the connection (it exited; it is restarted and its \
              models reloaded)",
             self.group
