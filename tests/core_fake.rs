@@ -779,3 +779,88 @@ async fn an_explicit_reload_retries_a_failed_version() {
     assert_eq!(fixed.reports["m"].loaded, vec![1]);
     assert_eq!(ask(&registry, "m", Latest, 1.0).await, Ok((1, 2.0)));
 }
+
+/// The model actor never waits for a load: while a version's load is held (its warm-up waits at
+/// the fake backend's gate, for as long as the test wants), deleting another version retires it
+/// and a config that drops the model takes effect; the held load, finished later, is discarded.
+/// Were the actor waiting, these would wait for the gate, which opens only at the end.
+#[actix_rt::test]
+async fn retirements_and_removals_do_not_wait_for_a_load() {
+    let dir = repo(&[1, 2]);
+    let backend = FakeBackend::default();
+    let registry = Arc::new(Registry::new());
+    let manager = manager(&backend, &registry);
+    let all = VersionPolicy::All {};
+    manager
+        .send(server(vec![model("m", dir.path(), all.clone())]))
+        .await
+        .unwrap();
+    backend.control.close_gate();
+    add_version(dir.path(), 3);
+    let loading = actix_rt::spawn(manager.send(server(vec![model("m", dir.path(), all.clone())])));
+    wait_until("version 3's warm-up to reach the gate", || {
+        waiting(&backend) == 1
+    })
+    .await;
+
+    // Its folder deleted, version 1 is retired at once (version 2 serves). The reply of this
+    // reconcile waits for version 3's load, which it found under way.
+    std::fs::remove_dir_all(dir.path().join("1")).unwrap();
+    let rescan = actix_rt::spawn(manager.send(server(vec![model("m", dir.path(), all.clone())])));
+    wait_until("version 1 retired", || {
+        states(&registry, "m")
+            .iter()
+            .any(|&(v, s)| v == 1 && s != VersionState::Available)
+    })
+    .await;
+    assert_eq!(waiting(&backend), 1, "version 3 is still loading");
+
+    let dropped = manager.send(server(vec![]));
+    actix_rt::time::timeout(TIMEOUT, dropped)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(registry.model("m").is_none(), "the model is gone at once");
+
+    backend.control.open_gate();
+    for reply in [loading, rescan] {
+        actix_rt::time::timeout(TIMEOUT, reply)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        registry.model("m").is_none(),
+        "a load finished after removal is not published"
+    );
+}
+
+/// A load that panics ends its version in END with the panic's message (it stayed LOADING
+/// forever), and the next explicit reload tries it again.
+#[actix_rt::test]
+async fn a_load_that_panics_ends_in_end_and_is_retried() {
+    let dir = repo(&[1]);
+    let backend = FakeBackend::default();
+    let registry = Arc::new(Registry::new());
+    let manager = manager(&backend, &registry);
+    backend.control.panicking.store(true, Ordering::SeqCst);
+    let reports = manager
+        .send(server(vec![model("m", dir.path(), latest(1))]))
+        .await
+        .unwrap();
+    let (version, error) = &reports["m"].failed[0];
+    assert_eq!(*version, 1);
+    assert!(
+        error.contains("fake runtime crash requested by the test"),
+        "{error}"
+    );
+    let status = &registry.model("m").unwrap().versions[&1];
+    assert_eq!(status.state, VersionState::End);
+    assert!(status.error.as_deref().unwrap().contains("panicked"));
+
+    backend.control.panicking.store(false, Ordering::SeqCst);
+    let fixed = manager.send(ReloadConfig).await.unwrap().unwrap();
+    assert_eq!(fixed.reports["m"].loaded, vec![1]);
+    assert_eq!(ask(&registry, "m", Latest, 1.0).await, Ok((1, 2.0)));
+}

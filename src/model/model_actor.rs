@@ -6,6 +6,7 @@
 //! published, and only then are versions the policy no longer wants retired.
 
 use crate::config::ModelConfig;
+use crate::error::BackendError;
 use crate::metrics::METRICS;
 use crate::model::registry::{Registry, VersionState, VersionStatus};
 use crate::model::servable::{PoolSpec, Servable};
@@ -110,6 +111,10 @@ pub struct ModelActor {
     /// `RetryFailed`, to tell a new failure from the same one again).
     last_errors: BTreeMap<u64, String>,
     rescan_scheduled: bool,
+    /// Versions being loaded now, with the config generation they load under.
+    loading: BTreeMap<u64, u64>,
+    /// Reconciles that found a version already loading, told how its load ended.
+    waiters: BTreeMap<u64, Vec<oneshot::Sender<Result<(), String>>>>,
     /// The base folder's last read error, logged once until it changes.
     folder_error: Option<String>,
     /// Set by `RetireAll` (model removed, or shutdown): the actor no longer reconciles, so a
@@ -138,7 +143,9 @@ struct Survey {
 const SETTLING: &str = "files are still changing";
 
 /// A version ready to load: folder stamp at the time it was judged complete.
-type LoadOutcome = (u64, Stamp, Result<Servable, String>);
+/// What a loading thread reports: the version, the folder stamp it was judged complete with,
+/// the config generation it was loaded under, and the servable or why not.
+type LoadOutcome = (u64, Stamp, u64, Result<Servable, String>);
 
 fn loads_differently(a: &ModelConfig, b: &ModelConfig) -> bool {
     a.base_path != b.base_path
@@ -169,6 +176,8 @@ impl ModelActor {
             failed: BTreeMap::new(),
             last_errors: BTreeMap::new(),
             rescan_scheduled: false,
+            loading: BTreeMap::new(),
+            waiters: BTreeMap::new(),
             folder_error: None,
             retired_all: false,
             draining_since: BTreeMap::new(),
@@ -220,10 +229,16 @@ impl ModelActor {
             inline_limit: self.pools.inline_limit,
         };
         let backend = self.backend.clone();
+        let generation = self.generation;
         let spawned = std::thread::Builder::new().name(format!("load-{}", self.name())).spawn(move || {
             let started = Instant::now();
             let on_unloaded = Box::new(move || me.do_send(InstanceUnloaded(version)));
-            let result = Servable::load(backend.as_ref(), &spec, &pool, on_unloaded).map_err(|e| e.to_string());
+            // A panic in the runtime fails this version, with its message, not the server.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Servable::load(backend.as_ref(), &spec, &pool, on_unloaded)
+            }))
+            .unwrap_or_else(|panic| Err(BackendError::Runtime(format!("the load panicked: {}", panic_message(&*panic)))))
+            .map_err(|e| e.to_string());
             let outcome = if result.is_ok() { "success" } else { "failure" };
             METRICS.model_loads.with_label_values(&[&spec.model, outcome]).inc();
             METRICS.model_load_seconds.with_label_values(&[&spec.model]).observe(started.elapsed().as_secs_f64());
@@ -237,7 +252,7 @@ impl ModelActor {
                     "version failed to load"
                 ),
             }
-            let _ = tx.send((version, stamp, result));
+            let _ = tx.send((version, stamp, generation, result));
         });
         if let Err(e) = spawned {
             tracing::error!(model = %self.name(), version, error = %e, "cannot spawn loading thread");
@@ -311,10 +326,21 @@ impl ModelActor {
         needs_load(&current, serving.as_ref(), self.failed.get(&version))
     }
 
-    /// Publishes load outcomes, then retires what the policy no longer wants.
-    fn finish(&mut self, wanted: BTreeSet<u64>, outcomes: Vec<LoadOutcome>) -> ReconcileReport {
+    /// Publishes load outcomes, then retires what the policy no longer wants. Runs when loads
+    /// finish, with whatever happened meanwhile: a model retired or reconfigured since drops
+    /// the instances loaded for its past.
+    fn finish(&mut self, outcomes: Vec<LoadOutcome>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        for (version, stamp, result) in outcomes {
+        for (version, stamp, generation, result) in outcomes {
+            if self.loading.get(&version) == Some(&generation) {
+                self.loading.remove(&version);
+            }
+            let waiters = self.waiters.remove(&version).unwrap_or_default();
+            if self.retired_all || generation != self.generation {
+                // Dropping an unpublished servable unloads it.
+                tracing::info!(model = %self.name(), version, "load finished after the model was retired or reconfigured; discarded");
+                continue;
+            }
             match result {
                 Ok(servable) => {
                     // Request-side settings come from the config the version is published under.
@@ -341,6 +367,7 @@ impl ModelActor {
                         );
                     }
                     report.loaded.push(version);
+                    waiters.into_iter().for_each(|w| drop(w.send(Ok(()))));
                 }
                 Err(error) => {
                     // A retry (explicit reload) that fails the same way is not a change.
@@ -362,15 +389,18 @@ impl ModelActor {
                     if !known {
                         report.new_failures += 1;
                     }
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(error.clone()));
+                    }
                     report.failed.push((version, error));
                 }
             }
         }
-        let serving: BTreeSet<u64> = self.serving.keys().copied().collect();
-        for version in versions_to_retire(&wanted, &serving) {
-            self.retire(version);
-            report.retired.push(version);
-        }
+        // What the policy wants now (the folder may have changed while the loads ran).
+        let Ok(on_disk) = scan_versions(&self.config.base_path) else {
+            return report;
+        };
+        report.retired = self.retire_unwanted(&on_disk);
         // Debug: each load, swap and retirement already has its own info line.
         if report.changed() {
             tracing::debug!(model = %self.name(), loaded = ?report.loaded, failed = report.failed.len(), retired = ?report.retired, "reconciled");
@@ -378,11 +408,27 @@ impl ModelActor {
         report
     }
 
+    /// Retires what [`versions_to_retire`] says, now; returns the versions retired.
+    fn retire_unwanted(&mut self, on_disk: &BTreeSet<u64>) -> Vec<u64> {
+        let wanted = self.config.policy.select(on_disk);
+        let serving: BTreeSet<u64> = self.serving.keys().copied().collect();
+        let retired: Vec<u64> = versions_to_retire(&wanted, &serving, on_disk)
+            .into_iter()
+            .collect();
+        for &version in &retired {
+            self.retire(version);
+        }
+        retired
+    }
+
     /// A reconciliation; when a wanted folder looks complete but was modified within the settle
     /// interval, it first waits out the interval once, so a fresh copy loads in this same call.
-    fn reconcile(&mut self, ctx: &mut Context<Self>) -> AtomicResponse<Self, ReconcileReport> {
+    ///
+    /// Never holds the mailbox: the answer comes when the loads it started finish, while the
+    /// actor goes on handling messages (a retirement, a new config, another rescan).
+    fn reconcile(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ReconcileReport> {
         if self.retired_all {
-            return AtomicResponse::new(Box::pin(fut::ready(ReconcileReport::default())));
+            return Box::pin(fut::ready(ReconcileReport::default()));
         }
         // The longest any wanted, complete folder still has to stay untouched.
         let settle_wait = self.survey().ok().and_then(|survey| {
@@ -397,12 +443,12 @@ impl ModelActor {
         if let Some(remaining) = settle_wait {
             // A little past the boundary, so the next survey sees the folder as quiet.
             let wait = tokio::time::sleep(remaining + Duration::from_millis(5));
-            return AtomicResponse::new(Box::pin(
+            return Box::pin(
                 wait.into_actor(self)
                     .then(|_, act, ctx| act.reconcile_now(ctx)),
-            ));
+            );
         }
-        AtomicResponse::new(self.reconcile_now(ctx))
+        self.reconcile_now(ctx)
     }
 
     fn reconcile_now(
@@ -459,10 +505,24 @@ impl ModelActor {
                 self.pools.settle.max(Duration::from_millis(50)),
             );
         }
-        let to_load: Vec<(u64, Stamp)> = ready
+        // A version already loading under this config is not loaded twice: this reconcile waits
+        // for that load and reports how it ended.
+        type Ready = Vec<(u64, Stamp)>;
+        let (to_load, already): (Ready, Ready) = ready
             .into_iter()
             .filter(|(v, s)| wanted.contains(v) && self.needs_load(*v, s))
+            .partition(|(v, _)| self.loading.get(v) != Some(&self.generation));
+        let waits: Vec<_> = already
+            .into_iter()
+            .map(|(version, _)| {
+                let (tx, rx) = oneshot::channel();
+                self.waiters.entry(version).or_default().push(tx);
+                async move { rx.await.ok().map(|result| (version, result)) }
+            })
             .collect();
+        for (version, _) in &to_load {
+            self.loading.insert(*version, self.generation);
+        }
         for (version, _) in &to_load {
             if !self.serving.contains_key(version) {
                 self.set_state(*version, VersionState::Loading, None, None);
@@ -470,6 +530,9 @@ impl ModelActor {
         }
         // A quiet folder with no model is a failed version (once per state of the folder), not
         // one to wait for: its status says what was found and what is accepted.
+        // Retirements need no load: applied now, not when this reconcile's loads finish.
+        let retired_now = self.retire_unwanted(&on_disk);
+        let generation = self.generation;
         let unloadable: Vec<LoadOutcome> = no_model
             .into_iter()
             .filter(|(v, (s, _))| {
@@ -477,28 +540,57 @@ impl ModelActor {
             })
             .map(|(version, (stamp, reason))| {
                 tracing::warn!(model = %self.name(), version, "version folder holds no model it can load: {reason}");
-                (version, stamp, Err(reason))
+                (version, stamp, generation, Err(reason))
             })
             .collect();
         let loads: Vec<_> = to_load
             .into_iter()
-            .map(|(v, s)| self.spawn_load(v, s, ctx.address()))
+            .map(|(v, s)| {
+                let outcome = self.spawn_load(v, s.clone(), ctx.address());
+                async move {
+                    // A loading thread that ended without a word (it could not be spawned, or
+                    // died past catch_unwind) fails its version instead of leaving it LOADING.
+                    outcome.await.unwrap_or_else(|_| {
+                        (
+                            v,
+                            s,
+                            generation,
+                            Err("the loading thread ended without a result".into()),
+                        )
+                    })
+                }
+            })
             .collect();
         Box::pin(
             async move {
                 let mut outcomes = unloadable;
-                outcomes.extend(
-                    futures::future::join_all(loads)
-                        .await
-                        .into_iter()
-                        .filter_map(Result::ok),
-                );
-                outcomes
+                outcomes.extend(futures::future::join_all(loads).await);
+                let waited = futures::future::join_all(waits).await;
+                (outcomes, waited)
             }
             .into_actor(self)
-            .map(move |outcomes, act, _| act.finish(wanted, outcomes)),
+            .map(move |(outcomes, waited), act, _| {
+                let mut report = act.finish(outcomes);
+                report.retired.splice(0..0, retired_now);
+                for (version, result) in waited.into_iter().flatten() {
+                    match result {
+                        Ok(()) => report.loaded.push(version),
+                        Err(error) => report.failed.push((version, error)),
+                    }
+                }
+                report
+            }),
         )
     }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 impl Actor for ModelActor {
@@ -506,7 +598,7 @@ impl Actor for ModelActor {
 }
 
 impl Handler<Reconcile> for ModelActor {
-    type Result = AtomicResponse<Self, ReconcileReport>;
+    type Result = ResponseActFuture<Self, ReconcileReport>;
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) -> Self::Result {
         self.reconcile(ctx)
@@ -539,7 +631,7 @@ impl Handler<FolderChanged> for ModelActor {
 }
 
 impl Handler<Reconfigure> for ModelActor {
-    type Result = AtomicResponse<Self, ReconcileReport>;
+    type Result = ResponseActFuture<Self, ReconcileReport>;
 
     fn handle(
         &mut self,
@@ -563,7 +655,7 @@ impl Handler<Reconfigure> for ModelActor {
 }
 
 impl Handler<Rebuild> for ModelActor {
-    type Result = AtomicResponse<Self, ReconcileReport>;
+    type Result = ResponseActFuture<Self, ReconcileReport>;
 
     fn handle(&mut self, _: Rebuild, ctx: &mut Context<Self>) -> Self::Result {
         self.generation += 1;

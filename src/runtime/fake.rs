@@ -23,6 +23,8 @@ pub struct FakeControl {
     pub waiting: AtomicUsize,
     /// While set, every load fails (a cause outside the model's folder, e.g. a missing library).
     pub failing: AtomicBool,
+    /// While set, every load panics (a runtime that crashes on a model).
+    pub panicking: AtomicBool,
 }
 
 impl FakeControl {
@@ -90,6 +92,9 @@ pub fn fake_signature() -> Signature {
 
 impl Backend for FakeBackend {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError> {
+        if self.control.panicking.load(Ordering::SeqCst) {
+            panic!("fake runtime crash requested by the test");
+        }
         if self.control.failing.load(Ordering::SeqCst) {
             return Err(BackendError::Runtime(
                 "fake load failure requested by the test".into(),
