@@ -32,12 +32,13 @@ def close(got, want, what):
     return worst
 
 
-def triton_infer(client, module, model, inputs, outputs):
+def triton_infer(client, module, model, inputs, outputs, **binary):
+    """`binary`: tritonclient.http's binary_data flag (False sends JSON tensors)."""
     tensors = []
     for name, value in inputs.items():
         datatype = {np.float32: "FP32", np.int64: "INT64"}[value.dtype.type]
         tensor = module.InferInput(name, list(value.shape), datatype)
-        tensor.set_data_from_numpy(value)
+        tensor.set_data_from_numpy(value, **binary)
         tensors.append(tensor)
     result = client.infer(model, tensors)
     return {name: result.as_numpy(name) for name in outputs}
@@ -82,6 +83,15 @@ def voice_activity(rest, grpc, models):
         served_state = got["stateN"]
         worst = max(worst, close(got["output"], want, f"silero step {step}"),
                     close(served_state, state, f"silero state step {step}"))
+    # KServe REST, JSON and binary tensors ("shape": [] for sr), through tritonclient's HTTP client.
+    for binary in (False, True):
+        chunk = (RNG.standard_normal((1, 576)) * 0.1).astype(np.float32)
+        want = reference.run(["output", "stateN"], {"input": chunk, "state": state, "sr": sr})
+        got = triton_infer(triton_http.InferenceServerClient(rest), triton_http, "silero_vad",
+                           {"input": chunk, "state": state, "sr": sr}, ["output", "stateN"],
+                           binary_data=binary)
+        worst = max(worst, close(got["output"], want[0], f"silero KServe REST binary={binary}"),
+                    close(got["stateN"], want[1], f"silero KServe REST state binary={binary}"))
     # Through the TF Serving API: a 0-d TensorProto for sr.
     chunk = (RNG.standard_normal((1, 576)) * 0.1).astype(np.float32)
     inputs = {"input": chunk, "state": state, "sr": sr}
