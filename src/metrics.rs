@@ -223,6 +223,14 @@ impl Metrics {
         ok: bool,
         elapsed: Duration,
     ) {
+        // Inside the request's span (see api::trace): one line per request at debug level.
+        tracing::debug!(
+            api = call.api,
+            interface = call.interface,
+            ok,
+            us = elapsed.as_micros() as u64,
+            "request done"
+        );
         let known = ok || registry.model(model).is_some();
         let model = if known { model } else { UNKNOWN_MODEL };
         let version = version.map(|v| v.to_string()).unwrap_or_default();

@@ -4,6 +4,7 @@ use crate::api::kserve_codec::{
     decode_infer_request, encode_infer_response, tensor_metadata, version_selector,
 };
 use crate::api::status::to_status;
+use crate::api::trace::{grpc_traceparent, record_version, request_span};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
 use crate::model::readiness::Readiness;
@@ -19,6 +20,7 @@ use crate::proto::inference::{
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 pub const SERVER_NAME: &str = "vinoserve";
 /// KServe extensions this server implements (only those; clients probe for them).
@@ -147,6 +149,12 @@ impl GrpcInferenceService for KServeGrpc {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
+        let span = request_span(
+            "ModelInfer",
+            &request.get_ref().model_name,
+            grpc_traceparent(request.metadata()),
+            Some(&request.get_ref().id),
+        );
         let request = request.into_inner();
         let name = request.model_name.clone();
         let run = async {
@@ -154,11 +162,13 @@ impl GrpcInferenceService for KServeGrpc {
             let answer = infer(&self.registry, request).await?;
             Ok::<_, ServeError>(encode_infer_response(answer, id))
         };
-        let result = run.await;
+        let result = run.instrument(span.clone()).await;
         let version = result
             .as_ref()
             .ok()
             .and_then(|r| r.model_version.parse().ok());
+        record_version(&span, version);
+        let _request = span.enter();
         let call = Call {
             api: "KServe",
             interface: "gRPC",

@@ -7,6 +7,7 @@ use crate::api::kserve_json::{decode_request, encode_response};
 use crate::api::rest_body::Body;
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
+use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
 use crate::model::readiness::Readiness;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Length of the JSON part of a body that carries binary tensor data (request and response).
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
@@ -153,6 +155,7 @@ async fn model_infer(
     };
     let started = Instant::now();
     let (name, _) = model_path(&request);
+    let span = request_span("ModelInfer", name, http_traceparent(&request), None);
     let mut answered = None;
     let run = async {
         let (model, version) = model_path(&request);
@@ -171,7 +174,9 @@ async fn model_infer(
         answered = Some(answer.version);
         Ok::<_, ServeError>(encode_response(answer, decoded.id, &decoded.binary))
     };
-    let result = run.await;
+    let result = run.instrument(span.clone()).await;
+    record_version(&span, answered);
+    let _request = span.enter();
     let call = Call {
         api: "KServe",
         interface: "REST",

@@ -18,3 +18,4 @@ pub mod tfs_codec;
 pub mod tfs_grpc;
 pub mod tfs_json;
 pub mod tfs_rest;
+pub mod trace;

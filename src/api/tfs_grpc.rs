@@ -2,6 +2,7 @@
 
 use crate::api::status::to_status;
 use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
+use crate::api::trace::{grpc_traceparent, record_version, request_span};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
 use crate::model::manager::{ApplyTfsConfig, ModelManager};
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// The only signature a served OpenVINO model has.
 pub const DEFAULT_SIGNATURE: &str = "serving_default";
@@ -204,6 +206,12 @@ impl PredictionService for TfsGrpc {
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
+        let span = request_span(
+            "Predict",
+            &spec_name(&request.get_ref().model_spec),
+            grpc_traceparent(request.metadata()),
+            None,
+        );
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
         let run = async {
@@ -233,11 +241,13 @@ impl PredictionService for TfsGrpc {
                     .collect(),
             })
         };
-        let result = run.await;
+        let result = run.instrument(span.clone()).await;
         let version = result
             .as_ref()
             .ok()
             .and_then(|r| answered_version(r.model_spec.as_ref()));
+        record_version(&span, version);
+        let _request = span.enter();
         answer("Predict", (&name, &self.registry), version, started, result)
     }
 
@@ -246,6 +256,13 @@ impl PredictionService for TfsGrpc {
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let started = Instant::now();
+        let span = request_span(
+            "GetModelMetadata",
+            &spec_name(&request.get_ref().model_spec),
+            grpc_traceparent(request.metadata()),
+            None,
+        );
+        let _request = span.enter();
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
         let run = || {
@@ -309,6 +326,13 @@ impl ModelService for TfsGrpc {
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let started = Instant::now();
+        let span = request_span(
+            "GetModelStatus",
+            &spec_name(&request.get_ref().model_spec),
+            grpc_traceparent(request.metadata()),
+            None,
+        );
+        let _request = span.enter();
         let spec = request.into_inner().model_spec;
         let model_name = spec_name(&spec);
         let run = || {

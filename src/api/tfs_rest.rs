@@ -6,6 +6,7 @@ use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
 use crate::api::tfs_json::{decode_predict, encode_predict};
+use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
@@ -17,6 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// What a `/v1/models/...` path asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -178,6 +180,13 @@ pub async fn models(
             return method_not_allowed(&request, &allow);
         }
     }
+    let method = match parsed.as_ref().map(|p| &p.action) {
+        Ok(Action::Status) => "GetModelStatus",
+        Ok(Action::Metadata) => "GetModelMetadata",
+        Ok(Action::Predict) | Err(_) => "Predict",
+    };
+    let model = parsed.as_ref().map_or("", |p| p.model.as_str());
+    let span = request_span(method, model, http_traceparent(&request), None);
     let mut answered = None;
     let result = async {
         let path = parsed.as_ref().map_err(Clone::clone)?;
@@ -216,13 +225,10 @@ pub async fn models(
             }
         }
     };
-    let result = result.await;
+    let result = result.instrument(span.clone()).await;
+    record_version(&span, answered);
+    let _request = span.enter();
     if let Ok(path) = &parsed {
-        let method = match path.action {
-            Action::Status => "GetModelStatus",
-            Action::Metadata => "GetModelMetadata",
-            Action::Predict => "Predict",
-        };
         let call = Call {
             api: "TensorFlowServing",
             interface: "REST",

@@ -31,6 +31,8 @@ pub struct Job {
     pub outputs: Vec<usize>,
     pub reply: oneshot::Sender<Reply>,
     pub enqueued: Instant,
+    /// The request's span, entered by the worker thread while it runs the inference.
+    pub span: tracing::Span,
 }
 
 /// Called by each worker thread before it takes jobs (placement: CPU pinning, naming).
@@ -265,8 +267,14 @@ fn work(jobs: Receiver<Job>, shared: &Shared) {
             shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let _request = job.span.enter();
         let mut executor = shared.take_blocking();
         let reply = shared.run(executor.as_mut(), &job.inputs, &job.outputs, job.enqueued);
+        tracing::debug!(
+            ok = reply.is_ok(),
+            waited_us = job.enqueued.elapsed().as_micros() as u64,
+            "inference on a worker thread"
+        );
         // Back before answering, so the client's next request can find it idle.
         shared.give_back(executor);
         let _ = job.reply.send(reply);
@@ -307,6 +315,7 @@ mod tests {
                 outputs: vec![0],
                 reply,
                 enqueued: Instant::now(),
+                span: tracing::Span::none(),
             },
             rx,
         )

@@ -160,6 +160,7 @@ impl Servable {
             outputs,
             reply,
             enqueued: Instant::now(),
+            span: tracing::Span::current(),
         };
         self.pool()
             .try_submit(job)
