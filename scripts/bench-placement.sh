@@ -2,7 +2,7 @@
 # Served ÷ raw when the serving layer has cores of its own, as the topology file's
 # reserved_cores give it on the production hosts: resnet_v1_50 placed (`--topology`) on the last
 # CPU, the server's own threads and the load generator on the others, vs raw OpenVINO confined to
-# that same last CPU. See README.md, "Benchmarks".
+# that same last CPU. See docs/benchmarks.md.
 #
 #   scripts/bench-placement.sh [--batch B] [--clients N] [--nireq R] [--duration S] [--rounds K]
 set -euo pipefail
