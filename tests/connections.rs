@@ -6,32 +6,16 @@
 
 mod common;
 
-use common::{spec, Repo, Server};
+use common::{Repo, Server};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use vinoserve::api::tfs_codec::shape_proto;
-use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 
 /// Fail-safe for reads that wait for the server to act (it acts after 1-2 s here).
 const FAIL_SAFE: Duration = Duration::from_secs(120);
 
-fn add_request() -> PredictRequest {
-    PredictRequest {
-        model_spec: spec("add", None),
-        inputs: [(
-            "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[1i64, 10])),
-                tensor_content: vec![0u8; 40].into(),
-                ..Default::default()
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
+fn add_request() -> vinoserve::proto::tensorflow::serving::PredictRequest {
+    common::zeros_request("add", 10)
 }
 
 /// Everything the server sends until it closes the connection.

@@ -4,12 +4,9 @@
 
 mod common;
 
-use common::{spec, Repo, Server};
+use common::{Repo, Server};
 use serde_json::Value;
 use std::time::Duration;
-use vinoserve::api::tfs_codec::shape_proto;
-use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const REST_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -40,20 +37,7 @@ async fn a_request_is_followed_from_transport_to_worker_by_its_trace_id() {
         &[("VINOSERVE_LOG_LEVEL", "info,vinoserve=debug")],
     );
     server.wait_loaded();
-    let mut request = tonic::Request::new(PredictRequest {
-        model_spec: spec("add", None),
-        inputs: [(
-            "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[1i64, 10])),
-                tensor_content: vec![0u8; 40].into(),
-                ..Default::default()
-            },
-        )]
-        .into(),
-        ..Default::default()
-    });
+    let mut request = tonic::Request::new(common::zeros_request("add", 10));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap(),

@@ -61,6 +61,20 @@ fn model_spec(spec: Option<ModelSpec>) -> Result<(String, VersionSelector, Strin
     Ok((spec.name, selector, spec.signature_name))
 }
 
+/// The request's span (see `api::trace`), named by its model_spec.
+fn spec_span<T>(
+    method: &'static str,
+    spec: &Option<ModelSpec>,
+    request: &Request<T>,
+) -> tracing::Span {
+    request_span(
+        method,
+        &spec_name(spec),
+        grpc_traceparent(request.metadata()),
+        None,
+    )
+}
+
 fn check_signature_name(name: &str) -> Result<(), ServeError> {
     if name.is_empty() || name == DEFAULT_SIGNATURE {
         Ok(())
@@ -206,12 +220,7 @@ impl PredictionService for TfsGrpc {
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
-        let span = request_span(
-            "Predict",
-            &spec_name(&request.get_ref().model_spec),
-            grpc_traceparent(request.metadata()),
-            None,
-        );
+        let span = spec_span("Predict", &request.get_ref().model_spec, &request);
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
         let run = async {
@@ -256,12 +265,7 @@ impl PredictionService for TfsGrpc {
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let started = Instant::now();
-        let span = request_span(
-            "GetModelMetadata",
-            &spec_name(&request.get_ref().model_spec),
-            grpc_traceparent(request.metadata()),
-            None,
-        );
+        let span = spec_span("GetModelMetadata", &request.get_ref().model_spec, &request);
         let _request = span.enter();
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
@@ -326,12 +330,7 @@ impl ModelService for TfsGrpc {
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let started = Instant::now();
-        let span = request_span(
-            "GetModelStatus",
-            &spec_name(&request.get_ref().model_spec),
-            grpc_traceparent(request.metadata()),
-            None,
-        );
+        let span = spec_span("GetModelStatus", &request.get_ref().model_spec, &request);
         let _request = span.enter();
         let spec = request.into_inner().model_spec;
         let model_name = spec_name(&spec);

@@ -77,6 +77,32 @@ pub fn probe_input(n: u32, client: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A TFS Predict of `[1, width]` f32 zeros for input `x` of `model` (the `add`/`identity`
+/// fixtures take width 10).
+pub fn zeros_request(
+    model: &str,
+    width: usize,
+) -> vinoserve::proto::tensorflow::serving::PredictRequest {
+    use vinoserve::proto::tensorflow::{DataType, TensorProto};
+    vinoserve::proto::tensorflow::serving::PredictRequest {
+        model_spec: spec(model, None),
+        inputs: [(
+            "x".to_string(),
+            TensorProto {
+                dtype: DataType::DtFloat as i32,
+                tensor_shape: Some(vinoserve::api::tfs_codec::shape_proto(&[
+                    1i64,
+                    width as i64,
+                ])),
+                tensor_content: vec![0u8; width * 4].into(),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
 /// y = x · W with x [rows, width] and random f32 weights W [width, width] (fixed seed), written
 /// by OpenVINO's Python API: a model whose size and work per inference the test chooses.
 pub fn make_matmul_model(dir: &Path, rows: usize, width: usize) {
