@@ -3,7 +3,7 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
-use crate::api::rest_body::BodyTimeout;
+use crate::api::rest_body::{BodyTimeout, JsonLimit};
 use crate::api::rest_routes::only;
 use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
@@ -59,6 +59,7 @@ fn start_rest(
     let readiness = web::Data::new(readiness);
     let metrics_enabled = args.metrics_enable;
     let body_timeout = BodyTimeout(Duration::from_secs(args.body_timeout_seconds));
+    let json_limit = JsonLimit(args.max_json_body_size);
     let server = HttpServer::new(move || {
         let app = App::new()
             .app_data(registry.clone())
@@ -67,11 +68,17 @@ fn start_rest(
             .app_data(placement.clone())
             .app_data(web::PayloadConfig::new(limit))
             .app_data(body_timeout)
+            .app_data(json_limit)
             .service(only("/v1/placement", Method::GET, placement_status))
             .service(only("/v1/config", Method::GET, config_rest::get_config))
             .service(only("/v1/config/reload", Method::POST, config_rest::reload))
             // Every method: which one a path takes depends on its suffix (`:predict` is POST).
-            .route("/v1/models/{tail:.*}", web::route().to(tfs_rest::models))
+            // TFS REST bodies are all JSON: their budget applies before they are read.
+            .service(
+                web::resource("/v1/models/{tail:.*}")
+                    .app_data(web::PayloadConfig::new(json_limit.0.min(limit)))
+                    .route(web::route().to(tfs_rest::models)),
+            )
             .configure(kserve_rest::routes);
         let app = if metrics_enabled {
             app.service(only("/metrics", Method::GET, metrics_text))

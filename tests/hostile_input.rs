@@ -447,3 +447,59 @@ async fn unknown_names_and_huge_echoes_stay_bounded() {
     let text = answer.text().await.unwrap();
     assert!(text.len() < 3000, "{} bytes", text.len());
 }
+
+/// JSON has a budget of its own (`--max_json_body_size`): over it, TFS REST and KServe REST
+/// answer 413 naming the flag, before decoding; the same tensor in KServe's binary extension
+/// (a small JSON header) is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_over_its_budget_is_413_and_binary_is_not_limited_by_it() {
+    let repo = Repo::new(&[("dynamic", "")]);
+    let server = Server::with_config(&repo, &["--max_json_body_size", "4096"]);
+    server.wait_loaded();
+    let http = reqwest::Client::new();
+    let rows: Vec<Vec<f32>> = vec![vec![0.5; 8]; 1000];
+    let tfs = serde_json::json!({ "instances": rows }).to_string();
+    let answer = http
+        .post(server.rest_url("/v1/models/dynamic:predict"))
+        .body(tfs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+    assert!(answer
+        .text()
+        .await
+        .unwrap()
+        .contains("--max_json_body_size"));
+
+    let flat: Vec<f32> = vec![0.5; 8000];
+    let kserve = serde_json::json!({"inputs": [
+        {"name": "x", "shape": [1000, 8], "datatype": "FP32", "data": flat}
+    ]})
+    .to_string();
+    let answer = http
+        .post(server.rest_url("/v2/models/dynamic/infer"))
+        .body(kserve)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("--max_json_body_size"), "{text}");
+
+    let header = serde_json::json!({"inputs": [
+        {"name": "x", "shape": [1000, 8], "datatype": "FP32",
+         "parameters": {"binary_data_size": 32000}}
+    ]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(bytemuck::cast_slice(&flat));
+    let answer = http
+        .post(server.rest_url("/v2/models/dynamic/infer"))
+        .header("Inference-Header-Content-Length", header.len())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+}

@@ -4,7 +4,7 @@
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
-use crate::api::rest_body::Body;
+use crate::api::rest_body::{json_too_large, Body, JsonLimit};
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::api::trace::{http_traceparent, record_version, request_span};
@@ -154,13 +154,27 @@ async fn model_infer(
         Err(e) => return body_error(&e),
     };
     let started = Instant::now();
+    let json_limit = request
+        .app_data::<JsonLimit>()
+        .map_or(usize::MAX, |limit| limit.0);
+    let json_size = match header_length(&request) {
+        Ok(Some(header)) => header,
+        _ => body.len(),
+    };
+    if json_size > json_limit {
+        return json_too_large(json_size, json_limit);
+    }
     let (name, _) = model_path(&request);
     let span = request_span("ModelInfer", name, http_traceparent(&request), None);
     let mut answered = None;
     let run = async {
         let (model, version) = model_path(&request);
         let version = version_selector(version)?;
-        let decoded = decode_request(body, header_length(&request)?)?;
+        let header = header_length(&request)?;
+        // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
+        let decoded = web::block(move || decode_request(body, header))
+            .await
+            .map_err(|e| ServeError::invalid(format!("cannot decode the body: {e}")))??;
         let answer = infer(
             &registry,
             InferRequest {

@@ -33,3 +33,17 @@ impl FromRequest for Body {
         })
     }
 }
+
+/// The JSON budget (`--max_json_body_size`), as app data for the REST handlers.
+#[derive(Clone, Copy)]
+pub struct JsonLimit(pub usize);
+
+/// A 413 when a request's JSON is over the budget.
+pub fn json_too_large(size: usize, limit: usize) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PayloadTooLarge().json(serde_json::json!({
+        "error": format!(
+            "The request's JSON is {size} bytes; the limit is {limit} (--max_json_body_size). \
+             Send large tensors in binary: gRPC, or KServe's binary-data extension"
+        )
+    }))
+}

@@ -71,7 +71,7 @@ pub fn error_response(error: &ServeError) -> actix_web::HttpResponse {
 pub fn body_error(error: &actix_web::Error) -> actix_web::HttpResponse {
     let status = error.as_response_error().status_code();
     let hint = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        " (the limit is --max_message_size)"
+        " (the limits are --max_json_body_size for TFS REST bodies, --max_message_size otherwise)"
     } else {
         ""
     };

@@ -204,8 +204,15 @@ pub async fn models(
             }
             Action::Predict => {
                 let servable = registry.resolve(&path.model, &path.version)?;
+                // Decoding a large JSON body takes long: on a blocking thread, so the REST
+                // threads keep answering other connections meanwhile.
+                let decoding = servable.clone();
                 let (inputs, format, signature_name) =
-                    decode_predict(&body, &servable.model, &servable.signature)?;
+                    web::block(move || decode_predict(&body, &decoding.model, &decoding.signature))
+                        .await
+                        .map_err(|e| {
+                            ServeError::invalid(format!("cannot decode the body: {e}"))
+                        })??;
                 if let Some(name) =
                     signature_name.filter(|n| !n.is_empty() && n != DEFAULT_SIGNATURE)
                 {

@@ -154,6 +154,13 @@ pub struct ServeArgs {
     #[arg(long = "max_message_size", default_value_t = 1 << 30)]
     pub max_message_size: usize,
 
+    /// Largest JSON a REST request may carry (a TFS REST body, or the JSON part of a KServe
+    /// REST body), in bytes: decoding JSON takes many times its size in memory, so it has a
+    /// budget of its own, below --max_message_size. Tensors that large belong in binary
+    /// (gRPC, or KServe's binary-data extension).
+    #[arg(long = "max_json_body_size", default_value_t = 64 << 20)]
+    pub max_json_body_size: usize,
+
     /// Requests that may wait for a free infer request per model version; beyond it requests
     /// fail fast with RESOURCE_EXHAUSTED / 429.
     #[arg(long = "queue_bound", default_value_t = 256)]
