@@ -152,6 +152,7 @@ fn populated_registry() -> Registry {
         queue_bound: 4,
         setup: None,
         inline_limit: None,
+        batching: None,
     };
     let registry = Registry::new();
     for m in 0..MODELS {

@@ -15,7 +15,10 @@ fn main() -> ExitCode {
     };
     vinoserve::memory::tune_malloc(args.malloc_arena_max, args.malloc_trim_threshold_mib);
     vinoserve::telemetry::init(&args.log_level, &args.log_format);
-    let config = match args.server_config() {
+    let config = match args
+        .server_config()
+        .and_then(|c| args.default_batching().map(|_| c))
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("vinoserve: invalid configuration: {e}");

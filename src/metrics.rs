@@ -47,6 +47,8 @@ pub struct Metrics {
     pub repository_scans: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub warmup_inferences: IntCounterVec,
+    batch_size: HistogramVec,
+    batch_wait_us: HistogramVec,
 }
 
 /// Microsecond buckets from 10 µs to ~100 s, four per decade (as OVMS).
@@ -208,6 +210,20 @@ impl Metrics {
                 "Inferences run to warm a version up before it serves: the samples of its warm-up file, or one on zeros for a model whose inputs are all static.",
                 VERSION,
             ),
+            batch_size: histogram(
+                &r,
+                "vinoserve_batch_size",
+                "Requests merged into one inference by dynamic batching (models with \"batching\").",
+                VERSION,
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+            ),
+            batch_wait_us: histogram(
+                &r,
+                "vinoserve_batch_wait_us",
+                "Time the first request of a batch waited for the batch to fill, in microseconds.",
+                VERSION,
+                micros(),
+            ),
             registry: r,
         }
     }
@@ -260,6 +276,8 @@ impl Metrics {
                 .wait_for_infer_req_time_us
                 .with_label_values(&[model, &v]),
             inline: self.inferences_inline.with_label_values(&[model, &v]),
+            batch_size: self.batch_size.with_label_values(&[model, &v]),
+            batch_wait_us: self.batch_wait_us.with_label_values(&[model, &v]),
         }
     }
 
@@ -338,6 +356,8 @@ pub struct VersionMetrics {
     pub inference_us: Histogram,
     pub wait_us: Histogram,
     pub inline: IntCounter,
+    pub batch_size: Histogram,
+    pub batch_wait_us: Histogram,
 }
 
 /// The process-wide metrics.

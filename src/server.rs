@@ -188,6 +188,8 @@ pub async fn serve(
         settle: Duration::from_millis(args.file_settle_ms),
     };
     let sources = Sources {
+        // Checked by main before serving.
+        default_batching: args.default_batching().ok().flatten(),
         config_file: args.config_path.clone(),
         poll: (args.file_system_poll_wait_seconds > 0)
             .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),

@@ -440,6 +440,7 @@ mod tests {
                 queue_bound: 4,
                 setup: Some(setup),
                 inline_limit: None,
+                batching: None,
             };
             Servable::load(&FakeBackend::default(), &spec, &pool, Box::new(|| {})).unwrap()
         };

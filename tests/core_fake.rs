@@ -58,6 +58,7 @@ fn model(name: &str, base: &Path, policy: VersionPolicy) -> ModelConfig {
         reshape: Reshape::None,
         version_labels: BTreeMap::new(),
         resize_images: false,
+        batching: None,
     }
 }
 

@@ -161,6 +161,17 @@ pub struct ServeArgs {
     #[arg(long = "max_json_body_size", default_value_t = 64 << 20)]
     pub max_json_body_size: usize,
 
+    /// Batch concurrent requests of every model (TF Serving's flag), with the parameters of
+    /// --batching_parameters_file (or TF Serving's defaults). A model's own "batching" in
+    /// config.json wins.
+    #[arg(long = "enable_batching", default_value_t = false)]
+    pub enable_batching: bool,
+
+    /// TF Serving batching parameters (protobuf text format: `max_batch_size { value: 32 }`,
+    /// `batch_timeout_micros { value: 500 }`, `allowed_batch_sizes: 8` ...).
+    #[arg(long = "batching_parameters_file")]
+    pub batching_parameters_file: Option<PathBuf>,
+
     /// Requests that may wait for a free infer request per model version; beyond it requests
     /// fail fast with RESOURCE_EXHAUSTED / 429.
     #[arg(long = "queue_bound", default_value_t = 256)]
@@ -267,6 +278,30 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The models to serve, from --config_path or from the single-model flags.
+    /// The batching every model gets unless it sets its own (`--enable_batching`).
+    pub fn default_batching(&self) -> Result<Option<super::batching::Batching>, ConfigError> {
+        if !self.enable_batching {
+            return match &self.batching_parameters_file {
+                Some(_) => Err(ConfigError {
+                    path: "--batching_parameters_file".into(),
+                    reason: "given without --enable_batching, which turns it on".into(),
+                }),
+                None => Ok(None),
+            };
+        }
+        let Some(path) = &self.batching_parameters_file else {
+            return Ok(Some(super::batching::Batching::from_tf_text(
+                "", "defaults",
+            )?));
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: shown.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        super::batching::Batching::from_tf_text(&text, &shown).map(Some)
+    }
+
     pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
         if let Some(path) = &self.config_path {
             return super::model::load_config_file(path);

@@ -1,5 +1,6 @@
 //! Server flags and the OVMS-compatible model config.
 
+pub mod batching;
 pub mod cli;
 pub mod model;
 pub mod tfs;

@@ -1,6 +1,7 @@
 //! OVMS-compatible `config.json`: parsing with JSON paths in every error, then validation into
 //! one [`ServerConfig`] value. A config that fails here changes nothing that is running.
 
+use super::batching::Batching;
 use crate::model::policy::VersionPolicy;
 use crate::runtime::Reshape;
 use serde::Deserialize;
@@ -45,6 +46,9 @@ pub struct ModelConfig {
     /// Resize JPEG/PNG inputs to the model's height and width instead of refusing other sizes
     /// (`model::image`). Not an OVMS key: OVMS always resizes.
     pub resize_images: bool,
+    /// Server-side dynamic batching (TF Serving's parameters); `None`: every request is one
+    /// inference. Not an OVMS key.
+    pub batching: Option<Batching>,
 }
 
 /// The whole desired set of models.
@@ -89,6 +93,8 @@ pub struct RawModel {
     pub version_labels: BTreeMap<String, u64>,
     #[serde(default)]
     pub resize_images: Option<bool>,
+    #[serde(default)]
+    pub batching: Option<Batching>,
 }
 
 /// Reads and validates a config file; relative base paths are relative to the file's folder.
@@ -224,6 +230,9 @@ pub fn validate_model(
         ));
     }
     let reshape = reshape_from(raw.batch_size, raw.shape, at)?;
+    if let Some(batching) = &raw.batching {
+        batching.validate(&field("batching"))?;
+    }
     Ok(ModelConfig {
         name: raw.name,
         base_path,
@@ -234,6 +243,7 @@ pub fn validate_model(
         reshape,
         version_labels: raw.version_labels,
         resize_images: raw.resize_images.unwrap_or(false),
+        batching: raw.batching,
     })
 }
 

@@ -60,6 +60,8 @@ struct ConfigFileTouched;
 /// Where the config comes from and how often to look again.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
+    /// Batching for every model that sets none (`--enable_batching`).
+    pub default_batching: Option<crate::config::batching::Batching>,
     pub config_file: Option<PathBuf>,
     /// Periodic full rescan (None = inotify only).
     pub poll: Option<Duration>,
@@ -99,6 +101,16 @@ impl ModelManager {
             config_hash,
             watcher: None,
         }
+    }
+
+    /// `config` with the server-wide defaults filled in (`--enable_batching`).
+    fn with_defaults(&self, mut config: ServerConfig) -> ServerConfig {
+        for model in &mut config.models {
+            if model.batching.is_none() {
+                model.batching = self.sources.default_batching.clone();
+            }
+        }
+        config
     }
 
     fn current_config(&self) -> ServerConfig {
@@ -149,7 +161,8 @@ impl ModelManager {
         retry_failed: bool,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Reports> {
-        let wanted: BTreeMap<String, ModelConfig> = config
+        let wanted: BTreeMap<String, ModelConfig> = self
+            .with_defaults(config)
             .models
             .into_iter()
             .map(|m| (m.name.clone(), m))
@@ -261,7 +274,7 @@ impl Handler<ReloadConfig> for ModelManager {
         };
         // `current_config()` lists models by name, a file in its own order: compare them sorted,
         // or reloading an unchanged file whose models are not in name order reports a change.
-        let mut listed = config.models.clone();
+        let mut listed = self.with_defaults(config.clone()).models;
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         let config_changed = listed != self.current_config().models;
         let reports = self.apply(config, true, ctx);

@@ -1,5 +1,6 @@
 //! Model versions: the registry requests read, the actors that change it, the worker pools.
 
+pub mod batcher;
 pub mod image;
 pub mod manager;
 pub mod model_actor;

@@ -153,6 +153,7 @@ fn loads_differently(a: &ModelConfig, b: &ModelConfig) -> bool {
         || a.device != b.device
         || a.plugin_config != b.plugin_config
         || a.reshape != b.reshape
+        || a.batching != b.batching
 }
 
 impl ModelActor {
@@ -222,11 +223,17 @@ impl ModelActor {
             plugin_config: self.config.plugin_config.clone(),
             reshape: self.config.reshape.clone(),
         };
+        let batching = self.config.batching.clone();
         let pool = PoolSpec {
             nireq: self.config.nireq,
-            queue_bound: self.pools.queue_bound,
+            // With batching, what may wait is counted in batches (TF Serving's
+            // max_enqueued_batches), as requests: batches × max_batch_size.
+            queue_bound: batching
+                .as_ref()
+                .map_or(self.pools.queue_bound, |b| b.queue_bound()),
             setup: None,
             inline_limit: self.pools.inline_limit,
+            batching,
         };
         let backend = self.backend.clone();
         let generation = self.generation;

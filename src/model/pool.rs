@@ -10,8 +10,10 @@
 //! thread that received it, when an executor is idle and nothing is queued: the limit keeps
 //! that thread's stall within what an async runtime tolerates between awaits.
 
+use crate::config::batching::Batching;
 use crate::error::{BackendError, ServeError};
 use crate::metrics::VersionMetrics;
+use crate::model::batcher;
 use crate::model::validate::ValidatedInputs;
 use crate::runtime::Executor;
 use crate::tensor::Tensor;
@@ -144,6 +146,9 @@ pub struct PoolOptions {
     pub metrics: Option<VersionMetrics>,
     /// Inline path limit (see the module comment); `None` always hands off.
     pub inline_limit: Option<Duration>,
+    /// Merge queued requests into batched inferences (`model::batcher`); `None`: one request,
+    /// one inference.
+    pub batching: Option<Batching>,
 }
 
 pub struct WorkerPool {
@@ -166,7 +171,8 @@ impl WorkerPool {
             returned: Condvar::new(),
             stats: PoolStats::default(),
             metrics: options.metrics,
-            inline_limit: options.inline_limit,
+            // A request run inline would never join a batch.
+            inline_limit: options.inline_limit.filter(|_| options.batching.is_none()),
             recent_ns: AtomicU64::new(UNMEASURED),
         });
         let mut workers = Vec::with_capacity(count);
@@ -174,13 +180,17 @@ impl WorkerPool {
             let receiver = receiver.clone();
             let shared = shared.clone();
             let setup = options.setup.clone();
+            let batching = options.batching.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{}-{index}", options.thread_prefix))
                 .spawn(move || {
                     if let Some(setup) = setup {
                         setup(index);
                     }
-                    work(receiver, &shared)
+                    match &batching {
+                        Some(policy) => work_batched(receiver, &shared, policy),
+                        None => work(receiver, &shared),
+                    }
                 })?;
             workers.push(handle);
         }
@@ -281,6 +291,81 @@ fn work(jobs: Receiver<Job>, shared: &Shared) {
     }
 }
 
+/// A worker that merges queued requests into batches (see `model::batcher`).
+fn work_batched(jobs: Receiver<Job>, shared: &Shared, policy: &Batching) {
+    let mut pending = std::collections::VecDeque::new();
+    loop {
+        let first = match pending.pop_front() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        if first.reply.is_closed() {
+            shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let batch = batcher::collect(first, &jobs, &mut pending, policy);
+        run_batch(batch, shared, policy);
+    }
+    // The queue is closed: what is still pending runs before the worker leaves.
+    for job in pending {
+        run_batch(vec![job], shared, policy);
+    }
+}
+
+/// Runs a batch as one inference and answers each request with its rows; a single request, or
+/// outputs without the batch's rows as first dimension, run request by request.
+fn run_batch(batch: Vec<Job>, shared: &Shared, policy: &Batching) {
+    let mut executor = shared.take_blocking();
+    // The batch's inference runs in the span of its first request.
+    let span = batch[0].span.clone();
+    let _request = span.enter();
+    let (enqueued, wanted) = (batch[0].enqueued, batch[0].outputs.clone());
+    if let Some(m) = &shared.metrics {
+        m.batch_size.observe(batch.len() as f64);
+        m.batch_wait_us
+            .observe(enqueued.elapsed().as_secs_f64() * 1e6);
+    }
+    let shares = (batch.len() > 1).then(|| {
+        let rows: Vec<usize> = batch
+            .iter()
+            .map(|j| batcher::rows(&j.inputs).unwrap_or(0))
+            .collect();
+        let padded = policy.padded(rows.iter().sum());
+        let inputs = batcher::concatenate(&batch, padded);
+        shared
+            .run(executor.as_mut(), &inputs, &wanted, enqueued)
+            .map(|outputs| batcher::split(outputs, &rows, padded))
+    });
+    match shares {
+        Some(Ok(Some(shares))) => {
+            shared.give_back(executor);
+            for (job, outputs) in batch.into_iter().zip(shares) {
+                let _ = job.reply.send(Ok(outputs));
+            }
+        }
+        Some(Err(e)) => {
+            shared.give_back(executor);
+            for job in batch {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+        // One request, or outputs that cannot be split: each on its own.
+        Some(Ok(None)) | None => {
+            for job in batch {
+                if job.reply.is_closed() {
+                    continue;
+                }
+                let reply = shared.run(executor.as_mut(), &job.inputs, &job.outputs, job.enqueued);
+                let _ = job.reply.send(reply);
+            }
+            shared.give_back(executor);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +385,7 @@ mod tests {
             setup,
             metrics: None,
             inline_limit: None,
+            batching: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct PoolSpec {
     /// Run requests on the receiving thread while inferences average under this (fixed-shape
     /// models only; see `model::pool`). `None` always hands off to the worker threads.
     pub inline_limit: Option<Duration>,
+    /// Dynamic batching (`model::batcher`); its queue bound replaces `queue_bound`.
+    pub batching: Option<crate::config::batching::Batching>,
 }
 
 impl Servable {
@@ -104,6 +106,7 @@ impl Servable {
                 setup: pool.setup.clone(),
                 metrics: Some(metrics),
                 inline_limit: pool.inline_limit.filter(|_| fixed_shapes),
+                batching: pool.batching.clone(),
             },
         )
         .map_err(|e| BackendError::Runtime(format!("cannot start worker threads: {e}")))?;
