@@ -25,8 +25,6 @@ async fn a_chmod_fixes_a_failed_version_and_an_unreadable_folder_says_so() {
         ("add", r#""model_version_policy": {"all": {}}"#),
         ("identity", ""),
     ]);
-    // The server may run as another user (see start_unprivileged): let it in.
-    chmod(repo.dir.path(), 0o755);
     let bin = repo.model_dir("add").join("2/model.bin");
     chmod(&bin, 0o000);
     chmod(&repo.model_dir("identity"), 0o000);

@@ -154,16 +154,23 @@ impl Server {
         Server::spawn(Command::new(binary()), args, env)
     }
 
-    /// [`Server::start`] as user `nobody` when the tests run as root, so that file permissions
-    /// apply to the server (root reads a mode-000 file); as the current user otherwise.
+    /// [`Server::start`] so that file permissions apply to the server even when the tests run
+    /// as root (who reads a mode-000 file): as root, without the capabilities that bypass them
+    /// (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), through util-linux's `setpriv`. Same user, so
+    /// the binary, the runtime and the test's folders stay reachable wherever the clone is.
     pub fn start_unprivileged(args: &[&str]) -> Server {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(binary());
         // SAFETY: getuid has no preconditions.
         if unsafe { libc::getuid() } == 0 {
-            command.uid(65534).gid(65534);
+            let wrapper = [
+                "setpriv",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                "--",
+            ];
+            Server::start_wrapped(&wrapper, args)
+        } else {
+            Server::spawn(Command::new(binary()), args, &[])
         }
-        Server::spawn(command, args, &[])
     }
 
     /// [`Server::start`] under a wrapper command, e.g. `["prlimit", "--nofile=256", "--"]`.
