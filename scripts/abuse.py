@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""A bounded soak of hostile clients against a server under normal load (#16).
+
+Starts vinoserve (target/release/vinoserve, else target/debug) on 127.0.0.1 with the `add`
+fixture under `prlimit --nofile=1024`, and for each probe runs the load generator (4 closed-loop
+gRPC clients) alongside it; prints, per probe, normal traffic's answers, errors and p99, and the
+server's RSS, open descriptors and CPU seconds before and after. Stdlib only; loopback only;
+every loop is bounded in count and time.
+
+Usage: scripts/abuse.sh [--seconds N]   (N: each probe's window, default 8)
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def binary(name: str) -> Path:
+    for profile in ("release", "debug"):
+        path = ROOT / "target" / profile / name
+        if path.is_file():
+            return path
+    sys.exit(f"abuse.py: no {name}; build it first (cargo build --release)")
+
+
+def loadgen() -> Path:
+    for profile in ("release", "debug"):
+        found = sorted((ROOT / "target" / profile / "deps").glob("loadgen-*"))
+        found = [p for p in found if p.suffix == "" and os.access(p, os.X_OK)]
+        if found:
+            return found[-1]
+    sys.exit("abuse.py: no loadgen; build it first (cargo build --release --benches)")
+
+
+class Server:
+    def __init__(self, repo: Path):
+        self.process = subprocess.Popen(
+            ["prlimit", "--nofile=1024", "--", str(binary("vinoserve")),
+             "--config_path", str(repo / "config.json"),
+             "--port", "0", "--rest_port", "0",
+             "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1",
+             "--body_timeout_seconds", "5", "--handshake_timeout_seconds", "5",
+             "--max_json_body_size", str(8 << 20), "--log_level", "WARNING"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.grpc = self.rest = None
+        for line in self.process.stdout:
+            if line.startswith("vinoserve: gRPC listening on "):
+                self.grpc = line.split()[-1]
+            elif line.startswith("vinoserve: REST listening on "):
+                self.rest = line.split()[-1]
+            elif line.startswith("vinoserve: models loaded"):
+                break
+
+    def pid(self) -> int:
+        # prlimit execs the server: same pid.
+        return self.process.pid
+
+    def vitals(self) -> dict:
+        status = Path(f"/proc/{self.pid()}/status").read_text()
+        rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) // 1024
+        fds = len(os.listdir(f"/proc/{self.pid()}/fd"))
+        fields = Path(f"/proc/{self.pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        metrics = urllib.request.urlopen(f"http://{self.rest}/metrics", timeout=30).read()
+        return {"rss_mib": rss, "fds": fds, "cpu_s": cpu, "metrics_kb": len(metrics) // 1024}
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def normal_load(server: Server, seconds: int, out: dict):
+    """4 closed-loop clients for `seconds`; fills `out` with req/s, errors, p99 ms."""
+    result = subprocess.run(
+        [str(loadgen()), "--grpc", server.grpc, "--model", "add", "--input", "x",
+         "--shape", "1,10", "--clients", "4", "--duration", str(seconds), "--warmup", "0",
+         "--json"],
+        capture_output=True, text=True, timeout=seconds + 120,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            report = json.loads(line)
+            out.update({k: report.get(k) for k in ("req_per_s", "errors", "p99_ms")})
+
+
+# ------------------------------------------------------------------ probes (each bounded)
+
+def unknown_names(server: Server, stop: float):
+    n = 0
+    while time.time() < stop and n < 20000:
+        try:
+            urllib.request.urlopen(f"http://{server.rest}/v1/models/u{n}%00", timeout=10)
+        except Exception:
+            pass
+        n += 1
+    return f"{n} sent"
+
+
+def huge_echo(server: Server, stop: float):
+    body = json.dumps({"signature_name": "s" * (5 << 20), "instances": [[0] * 10]}).encode()
+    while time.time() < stop:
+        try:
+            urllib.request.urlopen(f"http://{server.rest}/v1/models/add:predict", body, timeout=30)
+        except Exception:
+            pass
+
+
+def big_json(server: Server, stop: float):
+    row = "[" + ",".join(["0.5"] * 10) + "]"
+    body = ('{"instances": [' + ",".join([row] * 1_000_000) + "]}").encode()  # ~45 MB
+    while time.time() < stop:
+        try:
+            urllib.request.urlopen(f"http://{server.rest}/v1/models/add:predict", body, timeout=60)
+        except Exception:
+            pass
+
+
+def slow_bodies(server: Server, stop: float):
+    host, port = server.rest.rsplit(":", 1)
+    sockets = []
+    for _ in range(200):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"POST /v1/models/add:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        sockets.append(s)
+    while time.time() < stop:
+        for s in sockets:
+            try:
+                s.send(b" ")
+            except OSError:
+                pass
+        time.sleep(1)
+    for s in sockets:
+        s.close()
+
+
+def silent_connections(server: Server, stop: float):
+    host, port = server.grpc.rsplit(":", 1)
+    sockets = [socket.create_connection((host, int(port))) for _ in range(300)]
+    while time.time() < stop:
+        time.sleep(0.2)
+    for s in sockets:
+        s.close()
+
+
+def descriptor_flood(server: Server, stop: float):
+    host, port = server.grpc.rsplit(":", 1)
+    sockets = []
+    for _ in range(1200):
+        try:
+            sockets.append(socket.create_connection((host, int(port)), timeout=5))
+        except OSError:
+            break
+    while time.time() < stop:
+        time.sleep(0.2)
+    for s in sockets:
+        s.close()
+
+
+PROBES = [
+    ("baseline (no probe)", None),
+    ("unknown model names (at most 20,000)", unknown_names),
+    ("5 MB signature_name echoes", huge_echo),
+    ("45 MB JSON bodies (budget 8 MB)", big_json),
+    ("200 trickling REST bodies", slow_bodies),
+    ("300 silent gRPC connections", silent_connections),
+    ("1,200 connections, 1,024 descriptors", descriptor_flood),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as repo:
+        repo = Path(repo)
+        shutil.copytree(ROOT / "tests/fixtures/models/add", repo / "models/add")
+        (repo / "config.json").write_text(
+            '{"model_config_list": [{"config": {"name": "add", "base_path": "models/add"}}]}'
+        )
+        server = Server(repo)
+        print("| probe | normal req/s | normal errors | normal p99 ms | RSS MiB | fds | CPU s | /metrics KB |")
+        print("|---|---|---|---|---|---|---|---|")
+        try:
+            for name, probe in PROBES:
+                before = server.vitals()
+                load = {}
+                loader = threading.Thread(target=normal_load, args=(server, args.seconds, load))
+                loader.start()
+                done = probe(server, time.time() + args.seconds) if probe else None
+                if done:
+                    name = f"{name}: {done}"
+                loader.join()
+                time.sleep(6)  # past the server's 5 s timeouts, so what they free is freed
+                after = server.vitals()
+                delta = lambda k: f"{before[k]} → {after[k]}"
+                print(f"| {name} | {load.get('req_per_s', '?'):.0f} | {load.get('errors', '?')} | "
+                      f"{load.get('p99_ms', '?')} | {delta('rss_mib')} | {delta('fds')} | "
+                      f"{after['cpu_s'] - before['cpu_s']:.1f} | {delta('metrics_kb')} |", flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
