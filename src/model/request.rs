@@ -108,16 +108,21 @@ pub async fn infer_resolved(
     servable: Arc<Servable>,
     request: InferRequest,
 ) -> Result<InferResponse, ServeError> {
+    let InferRequest {
+        model,
+        version,
+        inputs,
+        output_filter,
+    } = request;
     // Tensors share their bytes: keeping the inputs for a second attempt copies no data.
-    let again = request.inputs.clone();
-    let first = infer_on(servable.clone(), again.clone(), &request.output_filter).await;
-    match first {
+    let again = inputs.clone();
+    match infer_on(servable.clone(), inputs, &output_filter).await {
         // Inference is idempotent: run it once more on the instance that replaces the lost one.
         Err(ServeError::Backend(BackendError::WorkerLost(lost))) => {
-            let replacement = replacement_of(registry, &request, &servable)
+            let replacement = replacement_of(registry, &model, &version, &servable)
                 .await
                 .ok_or(ServeError::Backend(BackendError::WorkerLost(lost)))?;
-            infer_on(replacement, again, &request.output_filter).await
+            infer_on(replacement, again, &output_filter).await
         }
         answer => answer,
     }
@@ -127,12 +132,13 @@ pub async fn infer_resolved(
 /// [`WORKER_RESTART_WAIT`].
 async fn replacement_of(
     registry: &Registry,
-    request: &InferRequest,
+    model: &str,
+    version: &VersionSelector,
     lost: &Arc<Servable>,
 ) -> Option<Arc<Servable>> {
     let deadline = Instant::now() + WORKER_RESTART_WAIT;
     while Instant::now() < deadline {
-        match registry.resolve(&request.model, &request.version) {
+        match registry.resolve(model, version) {
             Ok(servable) if !Arc::ptr_eq(&servable, lost) => return Some(servable),
             // Still the lost instance, or nothing published yet: the reload is under way.
             _ => tokio::time::sleep(Duration::from_millis(10)).await,
