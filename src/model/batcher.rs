@@ -51,19 +51,22 @@ pub fn collect(
     }
     let deadline = first.enqueued + policy.timeout();
     let mut batch = vec![first];
+    // The rows `job` adds, if it may join.
     let fits = |job: &Job, total: usize, batch: &[Job]| {
-        !job.reply.is_closed()
+        let rows = rows(&job.inputs)?;
+        (!job.reply.is_closed()
             && compatible(&batch[0], job)
-            && rows(&job.inputs).is_some_and(|r| total + r <= policy.max_batch_size)
+            && total + rows <= policy.max_batch_size)
+            .then_some(rows)
     };
     let mut index = 0;
     while index < pending.len() && total < policy.max_batch_size {
-        if fits(&pending[index], total, &batch) {
-            let job = pending.remove(index).expect("index is in range");
-            total += rows(&job.inputs).unwrap_or(0);
-            batch.push(job);
-        } else {
-            index += 1;
+        match fits(&pending[index], total, &batch) {
+            Some(rows) => {
+                total += rows;
+                batch.push(pending.remove(index).expect("index is in range"));
+            }
+            None => index += 1,
         }
     }
     while total < policy.max_batch_size {
@@ -76,11 +79,13 @@ pub fn collect(
             Err(_) => queue.recv_timeout(deadline - now),
         };
         match received {
-            Ok(job) if fits(&job, total, &batch) => {
-                total += rows(&job.inputs).unwrap_or(0);
-                batch.push(job);
-            }
-            Ok(job) => pending.push_back(job),
+            Ok(job) => match fits(&job, total, &batch) {
+                Some(rows) => {
+                    total += rows;
+                    batch.push(job);
+                }
+                None => pending.push_back(job),
+            },
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }
     }

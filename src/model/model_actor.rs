@@ -105,11 +105,8 @@ pub struct ModelActor {
     registry: Arc<Registry>,
     pools: PoolDefaults,
     serving: BTreeMap<u64, Serving>,
-    /// Versions whose last load failed, with what they were loaded from: retried on change only.
-    failed: BTreeMap<u64, (Stamp, u64)>,
-    /// The last load error of each version that has not loaded since (kept across
-    /// `RetryFailed`, to tell a new failure from the same one again).
-    last_errors: BTreeMap<u64, String>,
+    /// Versions whose last load failed: retried on change only.
+    failed: BTreeMap<u64, Failure>,
     rescan_scheduled: bool,
     /// Versions being loaded now, with the config generation they load under.
     loading: BTreeMap<u64, u64>,
@@ -137,6 +134,14 @@ struct Survey {
     settling: BTreeMap<u64, Duration>,
     /// Quiet folders holding no model (or several): failed, with the folder's stamp.
     no_model: BTreeMap<u64, (Stamp, String)>,
+}
+
+/// A version whose last load failed.
+struct Failure {
+    /// The folder stamp and config generation it failed with; `None` once an explicit reload
+    /// or a config change asks for another try.
+    tried: Option<(Stamp, u64)>,
+    error: String,
 }
 
 /// Why a complete version folder is not loaded yet.
@@ -175,7 +180,6 @@ impl ModelActor {
             pools,
             serving: BTreeMap::new(),
             failed: BTreeMap::new(),
-            last_errors: BTreeMap::new(),
             rescan_scheduled: false,
             loading: BTreeMap::new(),
             waiters: BTreeMap::new(),
@@ -330,7 +334,8 @@ impl ModelActor {
             .serving
             .get(&version)
             .map(|s| (s.stamp.clone(), s.generation));
-        needs_load(&current, serving.as_ref(), self.failed.get(&version))
+        let failed = self.failed.get(&version).and_then(|f| f.tried.as_ref());
+        needs_load(&current, serving.as_ref(), failed)
     }
 
     /// Publishes load outcomes, then retires what the policy no longer wants. Runs when loads
@@ -354,7 +359,6 @@ impl ModelActor {
                     servable.set_resize_images(self.config.resize_images);
                     let servable = Arc::new(servable);
                     self.failed.remove(&version);
-                    self.last_errors.remove(&version);
                     let replaced = self.serving.insert(
                         version,
                         Serving {
@@ -378,9 +382,12 @@ impl ModelActor {
                 }
                 Err(error) => {
                     // A retry (explicit reload) that fails the same way is not a change.
-                    let known = self.last_errors.get(&version) == Some(&error);
-                    self.last_errors.insert(version, error.clone());
-                    self.failed.insert(version, (stamp, self.generation));
+                    let known = self.failed.get(&version).is_some_and(|f| f.error == error);
+                    let failure = Failure {
+                        tried: Some((stamp, self.generation)),
+                        error: error.clone(),
+                    };
+                    self.failed.insert(version, failure);
                     match self.serving.get(&version) {
                         // A reload failed: the instance already serving stays, with the error shown.
                         Some(s) => self.set_state(
@@ -413,6 +420,14 @@ impl ModelActor {
             tracing::debug!(model = %self.name(), loaded = ?report.loaded, failed = report.failed.len(), retired = ?report.retired, "reconciled");
         }
         report
+    }
+
+    /// Failed versions load again at the next reconcile, whatever their files; their errors are
+    /// kept, to tell a new failure from the same one again.
+    fn retry_failed(&mut self) {
+        for failure in self.failed.values_mut() {
+            failure.tried = None;
+        }
     }
 
     /// Retires what [`versions_to_retire`] says, now; returns the versions retired.
@@ -494,7 +509,6 @@ impl ModelActor {
             }
         };
         self.failed.retain(|v, _| on_disk.contains(v));
-        self.last_errors.retain(|v, _| on_disk.contains(v));
         let wanted = self.config.policy.select(&on_disk);
         // Forget statuses of versions that vanished before they ever loaded.
         self.registry.update_owned(&self.config.name, self.id, |m| {
@@ -529,17 +543,15 @@ impl ModelActor {
             .collect();
         for (version, _) in &to_load {
             self.loading.insert(*version, self.generation);
-        }
-        for (version, _) in &to_load {
             if !self.serving.contains_key(version) {
                 self.set_state(*version, VersionState::Loading, None, None);
             }
         }
-        // A quiet folder with no model is a failed version (once per state of the folder), not
-        // one to wait for: its status says what was found and what is accepted.
         // Retirements need no load: applied now, not when this reconcile's loads finish.
         let retired_now = self.retire_unwanted(&on_disk);
         let generation = self.generation;
+        // A quiet folder with no model is a failed version (once per state of the folder), not
+        // one to wait for: its status says what was found and what is accepted.
         let unloadable: Vec<LoadOutcome> = no_model
             .into_iter()
             .filter(|(v, (s, _))| {
@@ -616,7 +628,7 @@ impl Handler<RetryFailed> for ModelActor {
     type Result = ();
 
     fn handle(&mut self, _: RetryFailed, _: &mut Context<Self>) {
-        self.failed.clear();
+        self.retry_failed();
     }
 }
 
@@ -647,7 +659,7 @@ impl Handler<Reconfigure> for ModelActor {
     ) -> Self::Result {
         if loads_differently(&self.config, &config) {
             self.generation += 1;
-            self.failed.clear();
+            self.retry_failed();
         }
         let labels = config.version_labels.clone();
         self.registry
@@ -666,7 +678,7 @@ impl Handler<Rebuild> for ModelActor {
 
     fn handle(&mut self, _: Rebuild, ctx: &mut Context<Self>) -> Self::Result {
         self.generation += 1;
-        self.failed.clear();
+        self.retry_failed();
         self.reconcile(ctx)
     }
 }
