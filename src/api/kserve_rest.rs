@@ -65,35 +65,29 @@ fn model_path(request: &HttpRequest) -> (&str, &str) {
 /// Health answers as the Open Inference Protocol defines them: the status code says it (200, or
 /// 503 when not), and the body says it again for clients that parse it (KServe's SDK reads
 /// `{"live": true}`, `{"ready": true}`; tritonclient reads only the code).
-fn health(key: &str, ok: bool) -> HttpResponse {
+fn health(ok: bool, body: Value) -> HttpResponse {
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status).json(json!({ key: ok }))
+    HttpResponse::build(status).json(body)
 }
 
 async fn live() -> HttpResponse {
-    health("live", true)
+    health(true, json!({"live": true}))
 }
 
 async fn ready(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
-    health("ready", readiness.server_ready())
+    let ready = readiness.server_ready();
+    health(ready, json!({ "ready": ready }))
 }
 
 /// `{"name": ..., "ready": ...}`, the protocol's model-ready response.
 async fn model_ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
     let (model, version) = model_path(&request);
     match version_selector(version).and_then(|v| readiness.model_ready(model, &v)) {
-        Ok(ok) => {
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            HttpResponse::build(status).json(json!({"name": model, "ready": ok}))
-        }
+        Ok(ok) => health(ok, json!({"name": model, "ready": ok})),
         Err(e) => error_response(&e),
     }
 }
@@ -157,7 +151,8 @@ async fn model_infer(
     let json_limit = request
         .app_data::<JsonLimit>()
         .map_or(usize::MAX, |limit| limit.0);
-    let json_size = match header_length(&request) {
+    let header = header_length(&request);
+    let json_size = match header {
         Ok(Some(header)) => header,
         _ => body.len(),
     };
@@ -170,7 +165,7 @@ async fn model_infer(
     let run = async {
         let (model, version) = model_path(&request);
         let version = version_selector(version)?;
-        let header = header_length(&request)?;
+        let header = header?;
         // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
         let decoded = web::block(move || decode_request(body, header))
             .await
