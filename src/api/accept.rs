@@ -46,10 +46,7 @@ pub async fn accept(
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                // tonic applies `.tcp_nodelay` only to listeners it binds itself; without
-                // NODELAY, small replies can wait ~40 ms for delayed ACKs.
-                stream.set_nodelay(true)?;
-                return Ok(LingeringStream::new(stream)
+                return Ok(prepare(stream)?
                     .with_permit(permit)
                     .with_handshake_timeout(limits.handshake));
             }
@@ -60,6 +57,14 @@ pub async fn accept(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// An accepted connection as tonic gets it.
+pub fn prepare(stream: tokio::net::TcpStream) -> io::Result<LingeringStream> {
+    // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
+    // replies can wait ~40 ms for delayed ACKs.
+    stream.set_nodelay(true)?;
+    Ok(LingeringStream::new(stream))
 }
 
 /// EMFILE, ENFILE, ENOBUFS, ENOMEM: the next accept fails the same way until something closes.

@@ -187,11 +187,6 @@ fn incoming(
     // The same socket, non-blocking like `listener`: accepts without the reactor's readiness.
     let queued = listener.try_clone()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let prepare = |stream: tokio::net::TcpStream| {
-        stream
-            .set_nodelay(true)
-            .map(|()| LingeringStream::new(stream))
-    };
     let state = (listener, queued, Some(Box::pin(stop)), 0);
     Ok(futures::stream::unfold(
         state,
@@ -215,7 +210,7 @@ fn incoming(
                 let next = stream
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpStream::from_std(stream))
-                    .and_then(prepare);
+                    .and_then(accept::prepare);
                 Some((next, (listener, queued, None, drained + 1)))
             }
         },
