@@ -15,11 +15,11 @@ fn main() -> ExitCode {
     };
     vinoserve::memory::tune_malloc(args.malloc_arena_max, args.malloc_trim_threshold_mib);
     vinoserve::telemetry::init(&args.log_level, &args.log_format);
-    let config = match args
+    let (config, default_batching) = match args
         .server_config()
-        .and_then(|c| args.default_batching().map(|_| c))
+        .and_then(|c| Ok((c, args.default_batching()?)))
     {
-        Ok(config) => config,
+        Ok(read) => read,
         Err(e) => {
             eprintln!("vinoserve: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -52,6 +52,10 @@ fn main() -> ExitCode {
     // Reads NOTIFY_SOCKET / WATCHDOG_USEC, set by systemd for a Type=notify service.
     let notifier = vinoserve::systemd::Notifier::from_env();
     let system = actix_rt::System::new();
+    let config = vinoserve::server::Startup {
+        models: config,
+        default_batching,
+    };
     match system.block_on(vinoserve::server::serve(
         args, config, backend, placement, notifier,
     )) {

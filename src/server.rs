@@ -169,10 +169,17 @@ fn exit_on_second_signal() -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the server starts with, read and validated before it starts.
+pub struct Startup {
+    pub models: ServerConfig,
+    /// `--enable_batching`'s parameters, for every model that sets none.
+    pub default_batching: Option<crate::config::batching::Batching>,
+}
+
 /// Runs the server until SIGTERM / SIGINT. Must run inside an actix `System`.
 pub async fn serve(
     args: ServeArgs,
-    config: ServerConfig,
+    startup: Startup,
     backend: Arc<dyn Backend>,
     placement: Option<Arc<Placement>>,
     notifier: Notifier,
@@ -188,8 +195,7 @@ pub async fn serve(
         settle: Duration::from_millis(args.file_settle_ms),
     };
     let sources = Sources {
-        // Checked by main before serving.
-        default_batching: args.default_batching().ok().flatten(),
+        default_batching: startup.default_batching,
         config_file: args.config_path.clone(),
         poll: (args.file_system_poll_wait_seconds > 0)
             .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),
@@ -227,9 +233,9 @@ pub async fn serve(
     notifier.spawn_watchdog(registry.clone());
     let loading = notifier.starting(
         registry.clone(),
-        &format!("loading {} configured models", config.models.len()),
+        &format!("loading {} configured models", startup.models.models.len()),
     );
-    let initial = manager.send(ApplyConfig(config));
+    let initial = manager.send(ApplyConfig(startup.models));
     let started = readiness.clone();
     actix_rt::spawn(async move {
         let reports = initial.await.unwrap_or_default();

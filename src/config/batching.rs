@@ -37,6 +37,19 @@ fn default_max_enqueued_batches() -> usize {
     16
 }
 
+/// The values of the fields a parameters file or config.json leaves out.
+impl Default for Batching {
+    fn default() -> Batching {
+        Batching {
+            max_batch_size: default_max_batch_size(),
+            batch_timeout_micros: 0,
+            allowed_batch_sizes: Vec::new(),
+            max_enqueued_batches: default_max_enqueued_batches(),
+            num_batch_threads: None,
+        }
+    }
+}
+
 impl Batching {
     pub fn timeout(&self) -> Duration {
         Duration::from_micros(self.batch_timeout_micros)
@@ -91,13 +104,7 @@ impl Batching {
     /// Parses a TF Serving batching parameters file (protobuf text format), e.g.
     /// `max_batch_size { value: 32 }` and `allowed_batch_sizes: 8` lines.
     pub fn from_tf_text(text: &str, file: &str) -> Result<Batching, ConfigError> {
-        let mut batching = Batching {
-            max_batch_size: default_max_batch_size(),
-            batch_timeout_micros: 0,
-            allowed_batch_sizes: Vec::new(),
-            max_enqueued_batches: default_max_enqueued_batches(),
-            num_batch_threads: None,
-        };
+        let mut batching = Batching::default();
         // Tokens: names, numbers, and the punctuation of the text format.
         let spaced = text
             .lines()

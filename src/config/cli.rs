@@ -290,9 +290,7 @@ impl ServeArgs {
             };
         }
         let Some(path) = &self.batching_parameters_file else {
-            return Ok(Some(super::batching::Batching::from_tf_text(
-                "", "defaults",
-            )?));
+            return Ok(Some(super::batching::Batching::default()));
         };
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
