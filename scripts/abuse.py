@@ -108,23 +108,24 @@ def unknown_names(server: Server, stop: float):
     return f"{n} sent"
 
 
-def huge_echo(server: Server, stop: float):
-    body = json.dumps({"signature_name": "s" * (5 << 20), "instances": [[0] * 10]}).encode()
+def post_until(stop: float, url: str, body: bytes, timeout: int):
+    """POSTs `body` to `url` again and again until `stop`; answers and errors are expected."""
     while time.time() < stop:
         try:
-            urllib.request.urlopen(f"http://{server.rest}/v1/models/add:predict", body, timeout=30)
+            urllib.request.urlopen(url, body, timeout=timeout)
         except Exception:
             pass
+
+
+def huge_echo(server: Server, stop: float):
+    body = json.dumps({"signature_name": "s" * (5 << 20), "instances": [[0] * 10]}).encode()
+    post_until(stop, f"http://{server.rest}/v1/models/add:predict", body, 30)
 
 
 def big_json(server: Server, stop: float):
     row = "[" + ",".join(["0.5"] * 10) + "]"
     body = ('{"instances": [' + ",".join([row] * 1_000_000) + "]}").encode()  # ~45 MB
-    while time.time() < stop:
-        try:
-            urllib.request.urlopen(f"http://{server.rest}/v1/models/add:predict", body, timeout=60)
-        except Exception:
-            pass
+    post_until(stop, f"http://{server.rest}/v1/models/add:predict", body, 60)
 
 
 def slow_bodies(server: Server, stop: float):

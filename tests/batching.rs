@@ -42,14 +42,7 @@ async fn concurrent(server: &Server, rows: &[usize]) {
         tasks.push(tokio::spawn(async move {
             let answer = grpc.predict(request).await.unwrap().into_inner();
             let y: Vec<f32> = bytemuck::pod_collect_to_vec(&answer.outputs["y"].tensor_content);
-            let shape: Vec<i64> = answer.outputs["y"]
-                .tensor_shape
-                .as_ref()
-                .unwrap()
-                .dim
-                .iter()
-                .map(|d| d.size)
-                .collect();
+            let shape = common::dims_of(&answer.outputs["y"]);
             assert_eq!(shape, vec![n as i64, 8], "client {client}");
             assert_eq!(
                 y,

@@ -132,16 +132,8 @@ async fn check_cases(server: &Server, model: &str, version: i64, rename: &dyn Fn
         for (key, tensor) in case["outputs"].as_object().unwrap() {
             let served = &answer.outputs[&rename(key)];
             let got: Vec<f32> = bytemuck::pod_collect_to_vec(&served.tensor_content);
-            let shape: Vec<i64> = served
-                .tensor_shape
-                .as_ref()
-                .unwrap()
-                .dim
-                .iter()
-                .map(|d| d.size)
-                .collect();
             assert_eq!(
-                shape,
+                common::dims_of(served),
                 dims(&tensor["shape"]),
                 "{model}/{version} {name} {key}"
             );

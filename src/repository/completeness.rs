@@ -7,7 +7,7 @@
 //! half-finished `cp -r` from ever being loaded.
 
 use crate::error::BackendError;
-use crate::runtime::files::ModelFiles;
+use crate::runtime::files::{ModelFiles, NOTHING_FOUND};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -95,7 +95,7 @@ pub fn files_complete(dir: &Path) -> Verdict {
     let files = match ModelFiles::find(dir) {
         Ok(files) => files,
         // `mkdir 3 && cp ... 3/`: an empty folder is a copy that has not started.
-        Err(BackendError::NoModelFiles { found, .. }) if found == "nothing" => {
+        Err(BackendError::NoModelFiles { found, .. }) if found == NOTHING_FOUND => {
             return Verdict::Incomplete("the folder is empty".into())
         }
         Err(e @ (BackendError::NoModelFiles { .. } | BackendError::AmbiguousModelFiles { .. })) => {

@@ -94,7 +94,7 @@ impl ModelFiles {
                 Err(BackendError::NoModelFiles {
                     dir: shown,
                     found: if names.is_empty() {
-                        "nothing".into()
+                        NOTHING_FOUND.into()
                     } else {
                         names.join(", ")
                     },
@@ -112,6 +112,9 @@ impl ModelFiles {
         }
     }
 }
+
+/// What [`BackendError::NoModelFiles`] says was found in an empty folder.
+pub const NOTHING_FOUND: &str = "nothing";
 
 /// The file that marks a TensorFlow SavedModel folder.
 pub const SAVED_MODEL: &str = "saved_model.pb";
@@ -227,7 +230,7 @@ mod tests {
         let Err(BackendError::NoModelFiles { found, .. }) = ModelFiles::find(empty.path()) else {
             panic!("nothing to load")
         };
-        assert_eq!(found, "nothing");
+        assert_eq!(found, NOTHING_FOUND);
         let d = tempfile::tempdir().unwrap();
         touch(d.path(), "model.pt");
         touch(d.path(), "weights/a.bin");

@@ -103,6 +103,15 @@ pub fn zeros_request(
     }
 }
 
+/// The dimensions of a TensorProto's shape.
+pub fn dims_of(tensor: &vinoserve::proto::tensorflow::TensorProto) -> Vec<i64> {
+    tensor
+        .tensor_shape
+        .as_ref()
+        .map(|shape| shape.dim.iter().map(|d| d.size).collect())
+        .unwrap_or_default()
+}
+
 /// y = x · W with x [rows, width] and random f32 weights W [width, width] (fixed seed), written
 /// by OpenVINO's Python API: a model whose size and work per inference the test chooses.
 pub fn make_matmul_model(dir: &Path, rows: usize, width: usize) {
