@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let local: Arc<dyn vinoserve::runtime::Backend> = Arc::new(OpenVinoBackend);
     let placement = match &args.topology {
         None => None,
-        Some(topology) => match start_placement(&args, &config, topology, local.clone()) {
+        Some(topology) => match start_placement(&args, &config, topology) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 eprintln!("vinoserve: {e}");
@@ -76,14 +76,12 @@ fn start_placement(
     args: &vinoserve::config::ServeArgs,
     config: &vinoserve::config::ServerConfig,
     topology: &std::path::Path,
-    local: Arc<dyn vinoserve::runtime::Backend>,
 ) -> Result<vinoserve::placement::Placement, String> {
-    use vinoserve::topology::{plan_from_file, Source};
+    use vinoserve::topology::{discover, Source};
     let models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
-    let plan = plan_from_file(topology, Source::ThisMachine, &models)?;
-    for line in plan.to_string().lines() {
-        tracing::info!(target: "vinoserve::placement", "plan: {line}");
-    }
+    // Before any thread is pinned: discovery sees the CPUs the calling thread may use.
+    let machine =
+        discover(Source::ThisMachine).map_err(|e| format!("topology discovery failed: {e}"))?;
     let settings = vinoserve::placement::WorkerSettings {
         openvino_lib: args.openvino_lib.clone(),
         log_level: args.log_level.clone(),
@@ -91,21 +89,7 @@ fn start_placement(
         malloc_arena_max: args.malloc_arena_max,
         malloc_trim_threshold_mib: args.malloc_trim_threshold_mib,
     };
-    let reserved: Vec<usize> = plan
-        .reserved
-        .iter()
-        .flat_map(|a| a.cpus.iter().copied())
-        .collect();
-    let placement = vinoserve::placement::Placement::start(plan, settings, local)
-        .map_err(|e| format!("cannot start placement workers: {e}"))?;
-    // The workers' masks are set as they start; from here on, the server's own threads (gRPC,
-    // REST, loading, watching) are created by this thread and inherit the reserved CPUs.
-    if !reserved.is_empty() {
-        vinoserve::placement::affinity::set_cpus(&reserved)
-            .map_err(|e| format!("cannot confine the server to its reserved CPUs: {e}"))?;
-        tracing::info!(cpus = %vinoserve::topology::cpu_list(&reserved), "server threads confined to the reserved cores");
-    }
-    Ok(placement)
+    vinoserve::placement::Placement::start(topology, machine, &models, settings)
 }
 
 /// `vinoserve plan`: print the placement table, or the error and exit 1.

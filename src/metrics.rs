@@ -46,6 +46,7 @@ pub struct Metrics {
     pub placement_worker_restarts: IntCounterVec,
     pub repository_scans: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub topology_reloads: IntCounterVec,
     pub warmup_inferences: IntCounterVec,
     batch_size: HistogramVec,
     batch_wait_us: HistogramVec,
@@ -202,6 +203,12 @@ impl Metrics {
                 &r,
                 "vinoserve_config_reloads_total",
                 "Re-reads of the config file (SIGHUP, POST /v1/config/reload, a change on disk) by result: changed, unchanged, or rejected (invalid: nothing changed).",
+                &["result"],
+            ),
+            topology_reloads: counter(
+                &r,
+                "vinoserve_topology_reloads_total",
+                "Re-plans of the placement (the topology file re-read, or the set of models changed) by result: changed, unchanged, or rejected (invalid or unsatisfiable: nothing changed).",
                 &["result"],
             ),
             warmup_inferences: counter(

@@ -200,7 +200,8 @@ pub async fn serve(
         poll: (args.file_system_poll_wait_seconds > 0)
             .then(|| Duration::from_secs(args.file_system_poll_wait_seconds)),
     };
-    let manager = ModelManager::new(backend, registry.clone(), pools, sources).start();
+    let manager =
+        ModelManager::new(backend, registry.clone(), pools, sources, placement.clone()).start();
     if let Some(placement) = &placement {
         let manager = manager.clone();
         placement.on_worker_restart(move |models| manager.do_send(RebuildModels(models)));

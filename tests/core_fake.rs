@@ -96,6 +96,7 @@ fn manager(backend: &FakeBackend, registry: &Arc<Registry>) -> Addr<ModelManager
             settle: Duration::ZERO,
         },
         Sources::default(),
+        None,
     )
     .start()
 }

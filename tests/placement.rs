@@ -625,3 +625,198 @@ async fn a_killed_worker_fails_no_request() {
         "requests failed across two worker kills: {totals:?}"
     );
 }
+
+/// Replaces a file the way careful operators and editors do (write aside, rename over), so the
+/// server never reads it half-written.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+/// The assignment of `model` in `GET /v1/placement`: (CPU list, worker pid).
+fn placed_on(placement: &Value, model: &str) -> Option<(String, Option<u32>)> {
+    let entry = placement["models"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == model)?;
+    Some((
+        entry["cpus"].as_str()?.to_string(),
+        entry["worker_pid"].as_u64().map(|p| p as u32),
+    ))
+}
+
+/// A model added to config.json at run time is placed by `[default]` before it serves: its
+/// worker is on the CPU the plan gives it, away from the model already running.
+#[allow(clippy::await_holding_lock)] // see two_models_on_two_cpus_run_only_there
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_added_at_run_time_is_placed_before_it_serves() {
+    let Some(Placed {
+        staging,
+        repo,
+        server,
+        _observing,
+    }) = start_placed(
+        &["a"],
+        "[default]\nnode = 0\ncores = 1\n\n[models.a]\nnode = 0\ncore_ids = [0]\n",
+    )
+    else {
+        return;
+    };
+    common::copy_dir(staging.path(), &repo.model_dir("b").join("1"));
+    replace_file(
+        &repo.config_path(),
+        r#"{"model_config_list": [
+            {"config": {"name": "a", "base_path": "models/a"}},
+            {"config": {"name": "b", "base_path": "models/b"}}]}"#,
+    );
+    common::wait_state(&server, "b", 1, 30, Duration::from_secs(120)).await;
+    let plan = placement(&server).await;
+    let (Some((cpus_b, Some(pid_b))), Some((cpus_a, Some(pid_a)))) =
+        (placed_on(&plan, "b"), placed_on(&plan, "a"))
+    else {
+        panic!("a and b placed with workers: {plan}")
+    };
+    assert_eq!((cpus_a.as_str(), cpus_b.as_str()), ("0", "1"), "{plan}");
+    assert_ne!(pid_a, pid_b);
+
+    let (observed, totals) = observe_under_load(&server, &[("a", pid_a), ("b", pid_b)]).await;
+    assert!(
+        totals
+            .values()
+            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
+        "{totals:?}"
+    );
+    assert_confined("a", 0, &observed[0]);
+    assert_confined("b (added at run time)", 1, &observed[1]);
+
+    // No core left for a third model: it is not loaded anywhere (not unplaced in the server),
+    // its status says why, and the plan in force does not change.
+    common::copy_dir(staging.path(), &repo.model_dir("c").join("1"));
+    replace_file(
+        &repo.config_path(),
+        r#"{"model_config_list": [
+            {"config": {"name": "a", "base_path": "models/a"}},
+            {"config": {"name": "b", "base_path": "models/b"}},
+            {"config": {"name": "c", "base_path": "models/c"}}]}"#,
+    );
+    let error = common::eventually("c refused", Duration::from_secs(120), async || {
+        let status: Value = reqwest::get(server.rest_url("/v1/models/c"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let version = &status["model_version_status"][0];
+        (version["state"] == "END").then(|| version["status"]["error_message"].to_string())
+    })
+    .await;
+    assert!(
+        error.contains("not in the placement plan") && error.contains("model c"),
+        "{error}"
+    );
+    let plan = placement(&server).await;
+    assert!(plan["rejected"].as_str().is_some(), "{plan}");
+    assert_eq!(placed_on(&plan, "a"), Some(("0".into(), Some(pid_a))));
+    assert_eq!(placed_on(&plan, "b"), Some(("1".into(), Some(pid_b))));
+}
+
+/// A topology edit moves a running model: an unsatisfiable edit is refused whole (nothing
+/// moves, the error is shown and counted), a valid one loads the model in a worker on its new
+/// CPU, swaps it in and stops the old worker once drained, and no request fails meanwhile.
+#[allow(clippy::await_holding_lock)] // see two_models_on_two_cpus_run_only_there
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topology_edit_moves_a_model_without_failing_a_request() {
+    let Some(Placed {
+        server,
+        repo,
+        staging: _staging,
+        _observing,
+    }) = start_placed(&["a"], "[models.a]\nnode = 0\ncore_ids = [0]\n")
+    else {
+        return;
+    };
+    let topology = repo.dir.path().join("topology.toml");
+    let Some((_, Some(old_pid))) = placed_on(&placement(&server).await, "a") else {
+        panic!("no worker for a")
+    };
+    let totals = Arc::new(Mutex::new(Totals::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&server, &["a"], totals.clone(), stop.clone()).await;
+    let answered = || totals.lock().unwrap().get("a").map_or(0, |t| t.0);
+    let wait_answers = async |what: &str, n: u64| {
+        let before = answered();
+        common::eventually(what, Duration::from_secs(120), async || {
+            (answered() >= before + n).then_some(())
+        })
+        .await
+    };
+    wait_answers("answers before the edits", 20).await;
+
+    // A core this machine does not have: refused, a stays where it is.
+    replace_file(&topology, "[models.a]\nnode = 0\ncore_ids = [4096]\n");
+    let refused = common::eventually("the refused plan", Duration::from_secs(60), async || {
+        let plan = placement(&server).await;
+        let error = plan["rejected"].as_str()?.to_string();
+        Some((error, plan))
+    })
+    .await;
+    assert!(refused.0.contains("4096"), "{}", refused.0);
+    assert_eq!(
+        placed_on(&refused.1, "a"),
+        Some(("0".into(), Some(old_pid)))
+    );
+    assert_eq!(
+        server
+            .metric(
+                "vinoserve_topology_reloads_total",
+                &[("result", "rejected")]
+            )
+            .await,
+        1.0
+    );
+    wait_answers("answers after the refused edit", 20).await;
+
+    // Moved to CPU 1 under load.
+    replace_file(&topology, "[models.a]\nnode = 0\ncore_ids = [1]\n");
+    let new_pid = common::eventually(
+        "a moved to CPU 1 and the old worker stopped",
+        Duration::from_secs(120),
+        async || {
+            let plan = placement(&server).await;
+            let (cpus, pid) = placed_on(&plan, "a")?;
+            let old_gone = !std::path::Path::new(&format!("/proc/{old_pid}")).exists();
+            let drained = plan["retiring"].as_array()?.is_empty();
+            (cpus == "1" && plan["rejected"].is_null() && old_gone && drained)
+                .then_some(pid)
+                .flatten()
+        },
+    )
+    .await;
+    wait_answers("answers after the move", 20).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let failed = totals.lock().unwrap()["a"].1;
+    assert_eq!(failed, 0, "requests failed during the move: {totals:?}");
+
+    let (observed, totals) = observe_under_load(&server, &[("a", new_pid)]).await;
+    assert_eq!(totals["a"].1, 0, "{totals:?}");
+    assert_confined("a (moved)", 1, &observed[0]);
+    let metrics = server.metrics_text().await.unwrap();
+    assert!(
+        metrics.contains("vinoserve_placement_info{cpus=\"1\",name=\"a\",node=\"0\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("vinoserve_placement_info{cpus=\"0\",name=\"a\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        server
+            .metric("vinoserve_topology_reloads_total", &[("result", "changed")])
+            .await,
+        1.0
+    );
+}

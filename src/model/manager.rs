@@ -1,5 +1,6 @@
-//! The supervisor: owns the desired set of models (the config), one model actor per model, the
-//! file watcher and the periodic rescan, and reconciles on every event.
+//! The supervisor: owns the desired set of models (the config) and, with `--topology`, where
+//! they run (the placement plan); one model actor per model, the file watchers and the periodic
+//! rescan; reconciles on every event.
 
 use crate::config::{load_config_file, ModelConfig, ServerConfig};
 use crate::metrics::{ScanTrigger, METRICS};
@@ -8,6 +9,7 @@ use crate::model::model_actor::{
     RetireAll, RetryFailed,
 };
 use crate::model::registry::Registry;
+use crate::placement::Placement;
 use crate::repository::watcher::{self, Target};
 use crate::runtime::Backend;
 use actix::prelude::*;
@@ -57,6 +59,11 @@ pub struct RebuildModels(pub Vec<String>);
 #[rtype(result = "()")]
 struct ConfigFileTouched;
 
+/// The topology file may have changed on disk (re-planned only if its content did).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TopologyFileTouched;
+
 /// Where the config comes from and how often to look again.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
@@ -74,10 +81,13 @@ pub struct ModelManager {
     sources: Sources,
     models: BTreeMap<String, (ModelConfig, Addr<ModelActor>)>,
     config_hash: Option<u64>,
+    /// With `--topology`: the placement, re-planned with the models and the topology file.
+    placement: Option<Arc<Placement>>,
+    topology_hash: Option<u64>,
     watcher: Option<notify::RecommendedWatcher>,
 }
 
-fn content_hash(path: &PathBuf) -> Option<u64> {
+fn content_hash(path: &std::path::Path) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
@@ -90,8 +100,10 @@ impl ModelManager {
         registry: Arc<Registry>,
         pools: PoolDefaults,
         sources: Sources,
+        placement: Option<Arc<Placement>>,
     ) -> ModelManager {
-        let config_hash = sources.config_file.as_ref().and_then(content_hash);
+        let config_hash = sources.config_file.as_deref().and_then(content_hash);
+        let topology_hash = placement.as_ref().and_then(|p| content_hash(p.topology()));
         ModelManager {
             backend,
             registry,
@@ -99,8 +111,26 @@ impl ModelManager {
             sources,
             models: BTreeMap::new(),
             config_hash,
+            placement,
+            topology_hash,
             watcher: None,
         }
+    }
+
+    /// Plans `models` again (re-reading the topology file when `reread`); the models whose
+    /// placement changed, to be loaded again where they now belong. A refused plan changes
+    /// nothing (the placement logs, counts and shows why).
+    fn replan(&mut self, models: &[String], reread: bool) -> Vec<String> {
+        let Some(placement) = &self.placement else {
+            return Vec::new();
+        };
+        if reread {
+            self.topology_hash = content_hash(placement.topology());
+        }
+        placement
+            .replan(models, reread)
+            .map(|change| change.placed)
+            .unwrap_or_default()
     }
 
     /// `config` with the server-wide defaults filled in (`--enable_batching`).
@@ -136,12 +166,19 @@ impl ModelManager {
             })
             .collect();
         if let Some(file) = &self.sources.config_file {
+            let me = me.clone();
             targets.push(Target::file(
                 file,
                 Arc::new(move || {
                     METRICS.count_scan(ScanTrigger::FileEvent);
                     me.do_send(ConfigFileTouched)
                 }),
+            ));
+        }
+        if let Some(placement) = &self.placement {
+            targets.push(Target::file(
+                placement.topology(),
+                Arc::new(move || me.do_send(TopologyFileTouched)),
             ));
         }
         self.watcher = None;
@@ -153,12 +190,12 @@ impl ModelManager {
         }
     }
 
-    /// `retry_failed`: an explicit reload, which tries failed versions again even where their
-    /// files did not change.
+    /// `explicit`: an explicit reload, which re-reads the topology file and tries failed
+    /// versions again even where their files did not change.
     fn apply(
         &mut self,
         config: ServerConfig,
-        retry_failed: bool,
+        explicit: bool,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Reports> {
         let wanted: BTreeMap<String, ModelConfig> = self
@@ -167,6 +204,10 @@ impl ModelManager {
             .into_iter()
             .map(|m| (m.name.clone(), m))
             .collect();
+        // Placed before any new model starts loading, so its first instance loads where the
+        // plan puts it.
+        let names: Vec<String> = wanted.keys().cloned().collect();
+        let placed = self.replan(&names, explicit);
         let removed: Vec<String> = self
             .models
             .keys()
@@ -182,18 +223,30 @@ impl ModelManager {
         }
         let mut pending = Vec::new();
         for (name, model) in wanted {
+            let moved = placed.contains(&name);
             let request: Pending = match self.models.get_mut(&name) {
                 Some((current, actor)) if *current == model => {
-                    if retry_failed {
-                        // The same mailbox: handled before the Reconcile below.
-                        actor.do_send(RetryFailed);
+                    if moved {
+                        tracing::info!(model = %name, "placement changed; new instances load in the new worker beside the old");
+                        Box::pin(actor.send(Rebuild))
+                    } else {
+                        if explicit {
+                            // The same mailbox: handled before the Reconcile below.
+                            actor.do_send(RetryFailed);
+                        }
+                        Box::pin(actor.send(Reconcile))
                     }
-                    Box::pin(actor.send(Reconcile))
                 }
                 Some((current, actor)) => {
                     tracing::info!(model = %name, "model config changed; new instances load beside the old");
                     *current = model.clone();
-                    Box::pin(actor.send(Reconfigure(model)))
+                    if moved {
+                        // Reconfigure may not reload (a label change); the move must.
+                        actor.do_send(Reconfigure(model));
+                        Box::pin(actor.send(Rebuild))
+                    } else {
+                        Box::pin(actor.send(Reconfigure(model)))
+                    }
                 }
                 None => {
                     tracing::info!(model = %name, "model added");
@@ -233,6 +286,9 @@ impl Actor for ModelManager {
                 }
                 if act.sources.config_file.is_some() {
                     ctx.notify(ConfigFileTouched);
+                }
+                if act.placement.is_some() {
+                    ctx.notify(TopologyFileTouched);
                 }
             });
         }
@@ -305,6 +361,28 @@ impl Handler<ConfigFileTouched> for ModelManager {
             actix::spawn(async move {
                 let _ = me.send(ReloadConfig).await;
             });
+        }
+    }
+}
+
+impl Handler<TopologyFileTouched> for ModelManager {
+    type Result = ();
+
+    fn handle(&mut self, _: TopologyFileTouched, _: &mut Context<Self>) {
+        let Some(placement) = &self.placement else {
+            return;
+        };
+        let hash = content_hash(placement.topology());
+        if hash.is_none() || hash == self.topology_hash {
+            return;
+        }
+        tracing::info!(path = %placement.topology().display(), "topology file changed; re-planning");
+        let names: Vec<String> = self.models.keys().cloned().collect();
+        for name in self.replan(&names, true) {
+            if let Some((_, actor)) = self.models.get(&name) {
+                tracing::info!(model = %name, "placement changed; new instances load in the new worker beside the old");
+                actor.do_send(Rebuild);
+            }
         }
     }
 }

@@ -20,6 +20,26 @@ pub fn current_cpus() -> Vec<usize> {
 /// Restricts the calling process to `cpus`. Only async-signal-safe work, so it may run between
 /// fork and exec.
 pub fn set_cpus(cpus: &[usize]) -> io::Result<()> {
+    set_thread_cpus(0, cpus)
+}
+
+/// Restricts every thread of this process to `cpus` (the mask is per thread: threads started
+/// before a change keep the old one otherwise). Threads that end meanwhile are skipped.
+pub fn set_all_threads(cpus: &[usize]) -> io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        match set_thread_cpus(tid, cpus) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// `sched_setaffinity` of one thread (0: the calling one).
+fn set_thread_cpus(tid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: as above; CPU_SET ignores nothing silently because callers pass planned PU
     // indexes, which are below CPU_SETSIZE on any machine hwloc reports.
     unsafe {
@@ -27,7 +47,7 @@ pub fn set_cpus(cpus: &[usize]) -> io::Result<()> {
         for &cpu in cpus {
             libc::CPU_SET(cpu, &mut set);
         }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(io::Error::last_os_error());
         }
     }

@@ -3,6 +3,10 @@
 //! The server keeps the group's listening socket (abstract namespace, so nothing to clean up and
 //! nothing for ProtectSystem= to forbid) for its whole life; every incarnation of the worker
 //! inherits it as descriptor 3. Connections made while a worker restarts wait in the backlog.
+//!
+//! A group the plan no longer uses is retired: its worker is stopped once the last model
+//! instance loaded in it is dropped (each holds a [`Lease`]), so requests draining on the old
+//! placement finish there.
 
 use super::affinity;
 use super::remote::Endpoint;
@@ -14,6 +18,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,12 @@ struct State {
     restarts: u64,
     /// Models that have loaded (or tried to) in this group.
     models: BTreeSet<String>,
+    /// Model instances loaded in this group and not yet dropped.
+    leases: usize,
+    /// The plan no longer uses this group: stop the worker when `leases` reaches 0.
+    retired: bool,
+    /// The worker was stopped for good; the supervisor does not restart it.
+    stopped: bool,
 }
 
 pub struct WorkerGroup {
@@ -64,6 +75,23 @@ fn next_backoff(lived: Duration, backoff: Duration) -> (Duration, Duration) {
     }
 }
 
+/// Distinguishes the sockets of successive groups with the same name (a group retired while a
+/// new one for the same CPUs starts).
+static SOCKET_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Held by each model instance loaded in a group; the last one dropped stops a retired group.
+pub struct Lease(Arc<WorkerGroup>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().expect("group state");
+        state.leases -= 1;
+        if state.retired && state.leases == 0 {
+            self.0.stop(&mut state);
+        }
+    }
+}
+
 impl WorkerGroup {
     /// Binds the group's socket and starts its supervisor (which starts the worker).
     pub fn start(
@@ -72,7 +100,8 @@ impl WorkerGroup {
         cpus: Vec<usize>,
         settings: WorkerSettings,
     ) -> io::Result<Arc<WorkerGroup>> {
-        let socket = format!("vinoserve-{}-{name}", std::process::id());
+        let serial = SOCKET_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let socket = format!("vinoserve-{}-{name}-{serial}", std::process::id());
         let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&socket)?)?;
         let group = Arc::new(WorkerGroup {
             endpoint: Endpoint {
@@ -103,6 +132,46 @@ impl WorkerGroup {
         let _ = self.on_restart.set(hook);
     }
 
+    /// Counts a model instance loaded here, until the lease is dropped.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        self.state.lock().expect("group state").leases += 1;
+        Lease(self.clone())
+    }
+
+    /// The plan no longer uses this group: stop its worker once no instance needs it.
+    pub fn retire(&self) {
+        let mut state = self.state.lock().expect("group state");
+        state.retired = true;
+        if state.leases == 0 {
+            self.stop(&mut state);
+        }
+    }
+
+    /// The plan uses this group again before its worker stopped: keep it.
+    pub fn reinstate(&self) -> bool {
+        let mut state = self.state.lock().expect("group state");
+        state.retired = false;
+        !state.stopped
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.state.lock().expect("group state").stopped
+    }
+
+    /// Kills the worker; the supervisor sees `stopped` and ends instead of restarting it.
+    fn stop(&self, state: &mut State) {
+        if state.stopped {
+            return;
+        }
+        state.stopped = true;
+        tracing::info!(group = %self.name, pid = state.pid, "placement group retired; stopping its worker");
+        if let Some(pid) = state.pid {
+            // SAFETY: plain syscall; the pid is our child, not yet reaped (the supervisor
+            // clears it under this lock after waiting).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+
     pub fn note_model(&self, model: &str) {
         self.state
             .lock()
@@ -121,6 +190,9 @@ impl WorkerGroup {
         let mut restarted = false;
         let mut backoff = FIRST_BACKOFF;
         loop {
+            if self.stopped() {
+                return;
+            }
             let started = Instant::now();
             let mut child = match self.spawn(settings) {
                 Ok(child) => child,
@@ -136,6 +208,10 @@ impl WorkerGroup {
             let models = {
                 let mut state = self.state.lock().expect("group state");
                 state.pid = Some(child.id());
+                if state.stopped {
+                    // Retired while this worker was being started.
+                    let _ = child.kill();
+                }
                 state.models.iter().cloned().collect::<Vec<_>>()
             };
             if restarted && !models.is_empty() {
@@ -147,6 +223,10 @@ impl WorkerGroup {
             {
                 let mut state = self.state.lock().expect("group state");
                 state.pid = None;
+                if state.stopped {
+                    tracing::info!(group = %self.name, "placement worker stopped");
+                    return;
+                }
                 state.restarts += 1;
             }
             crate::metrics::METRICS

@@ -18,4 +18,4 @@ pub use command::{plan_from_file, run_plan};
 pub use discover::{discover, DiscoverError, Source};
 pub use file::{FileError, Hint, Placement, TopologyFile};
 pub use machine::{cpu_list, Core, Machine, Node};
-pub use planner::{plan, Assignment, Plan, PlanError};
+pub use planner::{plan, replan, Assignment, Plan, PlanError};

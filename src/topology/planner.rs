@@ -60,16 +60,10 @@ pub fn plan(machine: &Machine, file: &TopologyFile, models: &[String]) -> Result
     // Resolve every model first so a missing table is reported before any core arithmetic.
     let mut wanted = Vec::with_capacity(models.len());
     for model in models {
-        let own = file.models.get(model);
-        let p = match (own, &file.default) {
-            (Some(p), Some(d)) => p.over(d),
-            (Some(p), None) => p.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => {
-                return Err(PlanError::NoPlacement {
-                    model: model.clone(),
-                })
-            }
+        let Some(p) = resolve(file, model) else {
+            return Err(PlanError::NoPlacement {
+                model: model.clone(),
+            });
         };
         if p.cores.is_none() && p.core_ids.is_none() {
             return Err(PlanError::NoCores {
@@ -110,6 +104,55 @@ pub fn plan(machine: &Machine, file: &TopologyFile, models: &[String]) -> Result
         models: out,
         warnings: state.warnings,
     })
+}
+
+/// What the file asks for `model`: its own table over `[default]`, or `[default]` alone.
+fn resolve(file: &TopologyFile, model: &str) -> Option<Placement> {
+    match (file.models.get(model), &file.default) {
+        (Some(p), Some(d)) => Some(p.over(d)),
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(d)) => Some(d.clone()),
+        (None, None) => None,
+    }
+}
+
+/// Plans like [`plan`] on a running server: every model whose request still fits the cores it
+/// has in `running` keeps them, so adding a model or editing another model's table moves
+/// nobody else. Falls back to a fresh plan where keeping them is impossible (e.g. a new
+/// `core_ids` claims them); errors are those of a fresh plan.
+pub fn replan(
+    machine: &Machine,
+    file: &TopologyFile,
+    models: &[String],
+    running: &Plan,
+) -> Result<Plan, PlanError> {
+    let fresh = plan(machine, file, models)?;
+    let mut keeping = file.clone();
+    for current in running.models.iter().filter(|a| models.contains(&a.name)) {
+        let Some(wanted) = resolve(file, &current.name) else {
+            continue;
+        };
+        let node_allowed = match (wanted.node, &wanted.nodes) {
+            (Some(n), _) => n == current.node,
+            (None, Some(list)) => list.contains(&current.node),
+            (None, None) => true,
+        };
+        if wanted.core_ids.is_some()
+            || wanted.cores.unwrap_or(1) != current.cores.len()
+            || !node_allowed
+        {
+            continue;
+        }
+        let kept = Placement {
+            node: Some(current.node),
+            nodes: None,
+            cores: None,
+            core_ids: Some(current.cores.clone()),
+            ..wanted
+        };
+        keeping.models.insert(current.name.clone(), kept);
+    }
+    Ok(plan(machine, &keeping, models).unwrap_or(fresh))
 }
 
 /// Turns a core choice into CPUs and OpenVINO properties.

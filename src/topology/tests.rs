@@ -280,3 +280,38 @@ fn cpus_hidden_by_affinity_are_not_planned() {
     let e = plan(&m, &file("[default]\ncores = 2"), &names(&["a"])).unwrap_err();
     assert!(matches!(e, PlanError::NotEnoughCores { usable: 1, .. }));
 }
+
+#[test]
+fn replanning_keeps_running_models_on_their_cores() {
+    let m = machine(DUAL_8180);
+    let f = file("[default]\nnode = 0\ncores = 2\n");
+    let running = plan(&m, &f, &names(&["b", "d"])).unwrap();
+    // A fresh plan of a, b, d gives a the first cores, moving b and d; replanning does not.
+    let fresh = plan(&m, &f, &names(&["a", "b", "d"])).unwrap();
+    assert_ne!(get(&fresh, "b").cores, get(&running, "b").cores);
+    let next = replan(&m, &f, &names(&["a", "b", "d"]), &running).unwrap();
+    assert_eq!(get(&next, "b"), get(&running, "b"));
+    assert_eq!(get(&next, "d"), get(&running, "d"));
+    assert_eq!(get(&next, "a").cores.len(), 2);
+
+    // A model whose own request changed is planned again; the others stay.
+    let f2 = file("[default]\nnode = 0\ncores = 2\n[models.b]\nnode = 1\ncores = 3\n");
+    let moved = replan(&m, &f2, &names(&["a", "b", "d"]), &next).unwrap();
+    assert_eq!(get(&moved, "b").node, 1);
+    assert_eq!(get(&moved, "b").cores.len(), 3);
+    assert_eq!(get(&moved, "a"), get(&next, "a"));
+    assert_eq!(get(&moved, "d"), get(&next, "d"));
+
+    // A new core_ids request for a running model's cores takes them: that model moves.
+    let taken = get(&next, "d").cores.clone();
+    let f3 = file(&format!(
+        "[default]\nnode = 0\ncores = 2\n[models.a]\nnode = 0\ncore_ids = {taken:?}\n"
+    ));
+    let grabbed = replan(&m, &f3, &names(&["a", "b", "d"]), &next).unwrap();
+    assert_eq!(get(&grabbed, "a").cores, taken);
+    assert_ne!(get(&grabbed, "d").cores, taken);
+
+    // An unsatisfiable file is an error, whatever runs.
+    let f4 = file("[default]\nnode = 0\ncores = 40\n");
+    assert!(replan(&m, &f4, &names(&["a"]), &next).is_err());
+}
