@@ -94,6 +94,18 @@ fn start_placement(
 
 /// `vinoserve plan`: print the placement table, or the error and exit 1.
 fn plan(args: &vinoserve::config::PlanArgs) -> ExitCode {
+    if let Some(url) = &args.diff {
+        return match vinoserve::topology::run_diff(args, url) {
+            Ok(diff) => {
+                print!("{diff}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vinoserve: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match vinoserve::topology::run_plan(args) {
         Ok(plan) => {
             print!("{plan}");

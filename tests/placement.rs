@@ -451,7 +451,7 @@ async fn two_models_on_two_cpus_run_only_there() {
 async fn the_server_keeps_to_its_reserved_cores() {
     let Some(Placed {
         server,
-        repo: _repo,
+        repo,
         staging: _staging,
         _observing,
     }) = start_placed(
@@ -488,6 +488,30 @@ async fn the_server_keeps_to_its_reserved_cores() {
         "{:?}",
         own.masks
     );
+
+    // Reserved cores edited on the running server: every server thread follows (threads
+    // started earlier too); the model stays in its worker.
+    let topology = repo.dir.path().join("topology.toml");
+    for (text, mask) in [
+        ("[models.a]\nnode = 0\ncore_ids = [1]\n", "0-1"),
+        (
+            "reserved_cores = { 0 = 1 }\n\n[models.a]\nnode = 0\ncore_ids = [1]\n",
+            "0",
+        ),
+    ] {
+        replace_file(&topology, text);
+        common::eventually(
+            &format!("every server thread allowed CPUs {mask}"),
+            Duration::from_secs(60),
+            async || {
+                let mut own = Observed::default();
+                sample_into(server.child.id(), &mut own);
+                own.masks.keys().all(|m| m == mask).then_some(())
+            },
+        )
+        .await;
+        assert_eq!(worker_of(&placement(&server).await, "a").0, Some(worker));
+    }
 }
 
 /// A node the kernel does not know (as under emulated topologies): the worker says it cannot bind
@@ -776,6 +800,29 @@ async fn a_topology_edit_moves_a_model_without_failing_a_request() {
         1.0
     );
     wait_answers("answers after the refused edit", 20).await;
+
+    // What the edit will do, asked of the running server before it is made.
+    let proposed = repo.dir.path().join("proposed.toml");
+    std::fs::write(&proposed, "[models.a]\nnode = 0\ncore_ids = [1]\n").unwrap();
+    let diff = Command::new(common::binary())
+        .args(["plan", "--config"])
+        .arg(repo.config_path())
+        .arg("--topology")
+        .arg(&proposed)
+        .args(["--diff", &server.rest_url("")])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        table.contains("a      node 0 cpus 0  node 0 cpus 1  moves")
+            && table.contains("1 of 1 models change"),
+        "{table}"
+    );
 
     // Moved to CPU 1 under load.
     replace_file(&topology, "[models.a]\nnode = 0\ncore_ids = [1]\n");

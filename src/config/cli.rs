@@ -90,6 +90,11 @@ pub struct PlanArgs {
     /// Plan for the machine described by an hwloc XML file (`lstopo host.xml` on that host).
     #[arg(long = "hwloc-xml")]
     pub hwloc_xml: Option<PathBuf>,
+
+    /// Compare with the placement of the server running at this REST address (e.g.
+    /// http://127.0.0.1:8001): which models the file would move, re-tune, add or retire.
+    #[arg(long, value_name = "URL")]
+    pub diff: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

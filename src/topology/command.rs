@@ -1,19 +1,36 @@
 //! `vinoserve plan`: config + topology file + machine → the printed plan.
 
+use super::diff::{diff, fetch_running, Diff};
 use super::{discover, plan, Plan, Source, TopologyFile};
 use crate::config::{load_config_file, PlanArgs};
 use std::path::Path;
 
-/// Runs the planner for the CLI; the error is the one line to print before exiting 1.
-pub fn run_plan(args: &PlanArgs) -> Result<Plan, String> {
-    let config = load_config_file(&args.config).map_err(|e| format!("invalid config: {e}"))?;
-    let models: Vec<String> = config.models.into_iter().map(|m| m.name).collect();
-    let source = match (&args.synthetic, &args.hwloc_xml) {
+fn source(args: &PlanArgs) -> Source<'_> {
+    match (&args.synthetic, &args.hwloc_xml) {
         (Some(s), _) => Source::Synthetic(s),
         (None, Some(p)) => Source::XmlFile(p),
         (None, None) => Source::ThisMachine,
-    };
-    plan_from_file(&args.topology, source, &models)
+    }
+}
+
+fn config_models(args: &PlanArgs) -> Result<Vec<String>, String> {
+    let config = load_config_file(&args.config).map_err(|e| format!("invalid config: {e}"))?;
+    Ok(config.models.into_iter().map(|m| m.name).collect())
+}
+
+/// Runs the planner for the CLI; the error is the one line to print before exiting 1.
+pub fn run_plan(args: &PlanArgs) -> Result<Plan, String> {
+    plan_from_file(&args.topology, source(args), &config_models(args)?)
+}
+
+/// `vinoserve plan --diff URL`: the running server's placement against this file's plan.
+pub fn run_diff(args: &PlanArgs, url: &str) -> Result<Diff, String> {
+    let models = config_models(args)?;
+    let (running, reserved) = fetch_running(url)?;
+    let file = TopologyFile::load(&args.topology).map_err(|e| format!("invalid topology: {e}"))?;
+    let machine = discover(source(args)).map_err(|e| format!("topology discovery failed: {e}"))?;
+    diff(&machine, &file, &models, &running, &reserved)
+        .map_err(|e| format!("invalid placement for {}: {e}", args.topology.display()))
 }
 
 /// Topology file + machine + model names → plan (`vinoserve plan`, and `--topology` at start-up);

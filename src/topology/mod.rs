@@ -5,6 +5,7 @@
 //! [`plan`] (machine + file + model names → [`Plan`] with CPU sets and OpenVINO properties).
 
 mod command;
+pub mod diff;
 pub mod discover;
 mod error;
 pub mod file;
@@ -14,7 +15,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use command::{plan_from_file, run_plan};
+pub use command::{plan_from_file, run_diff, run_plan};
 pub use discover::{discover, DiscoverError, Source};
 pub use file::{FileError, Hint, Placement, TopologyFile};
 pub use machine::{cpu_list, Core, Machine, Node};

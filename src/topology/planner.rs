@@ -118,16 +118,17 @@ fn resolve(file: &TopologyFile, model: &str) -> Option<Placement> {
 
 /// Plans like [`plan`] on a running server: every model whose request still fits the cores it
 /// has in `running` keeps them, so adding a model or editing another model's table moves
-/// nobody else. Falls back to a fresh plan where keeping them is impossible (e.g. a new
-/// `core_ids` claims them); errors are those of a fresh plan.
+/// nobody else. Where keeping one model's cores is impossible (a new `core_ids` or reserved
+/// core claims them), only that model moves. Errors are those of a fresh plan.
 pub fn replan(
     machine: &Machine,
     file: &TopologyFile,
     models: &[String],
     running: &Plan,
 ) -> Result<Plan, PlanError> {
-    let fresh = plan(machine, file, models)?;
+    let mut best = plan(machine, file, models)?;
     let mut keeping = file.clone();
+    // One model at a time, so a model that cannot stay does not make the others move.
     for current in running.models.iter().filter(|a| models.contains(&a.name)) {
         let Some(wanted) = resolve(file, &current.name) else {
             continue;
@@ -150,9 +151,14 @@ pub fn replan(
             core_ids: Some(current.cores.clone()),
             ..wanted
         };
-        keeping.models.insert(current.name.clone(), kept);
+        let mut trial = keeping.clone();
+        trial.models.insert(current.name.clone(), kept);
+        if let Ok(p) = plan(machine, &trial, models) {
+            keeping = trial;
+            best = p;
+        }
     }
-    Ok(plan(machine, &keeping, models).unwrap_or(fresh))
+    Ok(best)
 }
 
 /// Turns a core choice into CPUs and OpenVINO properties.
