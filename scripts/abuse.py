@@ -51,6 +51,7 @@ class Server:
              "--port", "0", "--rest_port", "0",
              "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1",
              "--body_timeout_seconds", "5", "--handshake_timeout_seconds", "5",
+             "--send_timeout_seconds", "5",
              "--max_json_body_size", str(8 << 20), "--log_level", "WARNING"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
@@ -169,6 +170,44 @@ def descriptor_flood(server: Server, stop: float):
         s.close()
 
 
+def server_sockets(rest: str, client_ports: set) -> int:
+    """How many of these client ports still have a socket on the server's REST port."""
+    port = int(rest.rsplit(":", 1)[1])
+    found = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+        found += local == port and remote in client_ports
+    return found
+
+
+def unread_answers(server: Server, stop: float):
+    """30 REST clients ask for a 4 MB answer each and never read it."""
+    host, port = server.rest.rsplit(":", 1)
+    rows = 125_000
+    body = ('{"inputs":[{"name":"x","shape":[%d,8],"datatype":"FP32","data":[%s]}]}'
+            % (rows, ",".join(["0"] * (rows * 8)))).encode()
+    head = ("POST /v2/models/dynamic/infer HTTP/1.1\r\nHost: t\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)).encode()
+    sockets = []
+    for _ in range(30):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((host, int(port)))
+        s.sendall(head + body)
+        sockets.append(s)
+    ports = {s.getsockname()[1] for s in sockets}
+    while time.time() < stop:
+        time.sleep(0.2)
+    # Held past the server's send timeout (5 s), then closed: what is left open server-side
+    # is what the timeout did not free.
+    time.sleep(6)
+    left = server_sockets(server.rest, ports)
+    for s in sockets:
+        s.close()
+    return f"30 sent, {30 - left} disconnected by the server"
+
+
 PROBES = [
     ("baseline (no probe)", None),
     ("unknown model names (at most 20,000)", unknown_names),
@@ -177,6 +216,7 @@ PROBES = [
     ("200 trickling REST bodies", slow_bodies),
     ("300 silent gRPC connections", silent_connections),
     ("1,200 connections, 1,024 descriptors", descriptor_flood),
+    ("4 MB answers never read (send timeout 5 s)", unread_answers),
 ]
 
 
@@ -186,9 +226,12 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as repo:
         repo = Path(repo)
-        shutil.copytree(ROOT / "tests/fixtures/models/add", repo / "models/add")
+        for model in ("add", "dynamic"):
+            shutil.copytree(ROOT / "tests/fixtures/models" / model, repo / "models" / model)
         (repo / "config.json").write_text(
-            '{"model_config_list": [{"config": {"name": "add", "base_path": "models/add"}}]}'
+            '{"model_config_list": ['
+            '{"config": {"name": "add", "base_path": "models/add"}},'
+            '{"config": {"name": "dynamic", "base_path": "models/dynamic"}}]}'
         )
         server = Server(repo)
         print("| probe | normal req/s | normal errors | normal p99 ms | RSS MiB | fds | CPU s | /metrics KB |")

@@ -60,6 +60,7 @@ fn start_rest(
     let metrics_enabled = args.metrics_enable;
     let body_timeout = BodyTimeout(Duration::from_secs(args.body_timeout_seconds));
     let json_limit = JsonLimit(args.max_json_body_size);
+    let send_timeout = Duration::from_secs(args.send_timeout_seconds);
     let server = HttpServer::new(move || {
         let app = App::new()
             .app_data(registry.clone())
@@ -86,6 +87,13 @@ fn start_rest(
             app
         };
         app.default_service(web::to(tfs_rest::not_found))
+    })
+    .on_connect(move |connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = crate::api::accept::set_send_timeout(tcp, send_timeout) {
+                tracing::warn!(error = %e, "cannot set the send timeout of a REST connection");
+            }
+        }
     })
     .workers(args.rest_workers.max(1))
     // actix counts connections per worker thread.

@@ -1,8 +1,9 @@
 //! Connection phases have limits, so hostile or broken clients cannot hold the server's
 //! descriptors and buffers forever: a REST body that trickles in gets 408, a gRPC connection
 //! that never speaks is closed, every gRPC connection is told how many streams it may open,
-//! and running out of file descriptors makes the gRPC accept loop back off (one log line per
-//! interval, no busy loop) while open connections keep being served.
+//! running out of file descriptors makes the gRPC accept loop back off (one log line per
+//! interval, no busy loop) while open connections keep being served, and a client that stops
+//! reading its answer is disconnected after the send timeout.
 
 mod common;
 
@@ -139,4 +140,80 @@ async fn out_of_file_descriptors_the_grpc_accept_backs_off_and_open_connections_
     // Descriptors free again: new connections are accepted.
     let mut fresh = server.predict_client().await;
     fresh.predict(add_request()).await.unwrap();
+}
+
+/// Whether the kernel still has a TCP socket from local port `local` to remote port `remote`
+/// (/proc/net/tcp lists `address:port` in hex).
+fn socket_exists(local: u16, remote: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 2 && port(fields[1]) == Some(local) && port(fields[2]) == Some(remote)
+    })
+}
+
+/// A REST client that asks for a 4 MB answer and never reads it: once the unread data has
+/// waited `--send_timeout_seconds`, the server resets the connection (its buffers are freed)
+/// and serves everyone else as before.
+#[test]
+fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
+    use std::os::fd::AsRawFd;
+    let repo = Repo::new(&[("dynamic", "")]);
+    let server = Server::with_config(&repo, &["--send_timeout_seconds", "1"]);
+    server.wait_loaded();
+    let rows = 125_000;
+    let data = vec!["0"; rows * 8].join(",");
+    let body = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[{rows},8],"datatype":"FP32","data":[{data}]}}]}}"#
+    );
+    let mut stalled = TcpStream::connect(&server.rest_addr).unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt with an int option value on our own socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            stalled.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    write!(
+        stalled,
+        "POST /v2/models/dynamic/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Never read: the server's answer fills this socket's small buffer and then waits. A
+    // timed-out socket is dropped without a reset (the kernel assumes the peer unreachable),
+    // so the server's side is what shows it.
+    let (server_port, client_port) = (
+        stalled.peer_addr().unwrap().port(),
+        stalled.local_addr().unwrap().port(),
+    );
+    assert!(socket_exists(server_port, client_port));
+    let deadline = Instant::now() + FAIL_SAFE;
+    while socket_exists(server_port, client_port) {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept the connection of a client that reads nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server serves as before.
+    let mut client = TcpStream::connect(&server.rest_addr).unwrap();
+    write!(
+        client,
+        "GET /v2/health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut client)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -2,7 +2,8 @@
 //! it new ones wait in the kernel's accept queue), a first byte within
 //! `--handshake_timeout_seconds`, and no busy loop when the process is out of file descriptors
 //! (EMFILE): accepting backs off and says so once per interval, while the connections already
-//! open keep being served.
+//! open keep being served. Every accepted socket (gRPC and REST) gets the send timeout: a
+//! client that stops reading its answers is disconnected once data waits that long.
 
 use crate::api::linger::LingeringStream;
 use std::io;
@@ -20,15 +21,40 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Limits {
     pub connections: Arc<Semaphore>,
     pub handshake: Duration,
+    pub send_timeout: Duration,
 }
 
 impl Limits {
-    pub fn new(max_connections: usize, handshake: Duration) -> Limits {
+    pub fn new(max_connections: usize, handshake: Duration, send_timeout: Duration) -> Limits {
         Limits {
             connections: Arc::new(Semaphore::new(max_connections.max(1))),
             handshake,
+            send_timeout,
         }
     }
+}
+
+/// The longest data written to `socket` may stay unacknowledged, including while the peer
+/// advertises a zero window because it stopped reading (TCP_USER_TIMEOUT: the kernel then
+/// resets the connection and every pending write fails, which frees what the server held for
+/// that client). Zero leaves the kernel's default (retransmissions for ~15 minutes, and zero
+/// window probes without end).
+pub fn set_send_timeout(socket: &impl std::os::fd::AsRawFd, timeout: Duration) -> io::Result<()> {
+    let millis = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: plain setsockopt on a descriptor the caller owns, with a c_uint option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&millis as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Accepts the next connection within `limits`; errors other than running out of resources
@@ -46,7 +72,7 @@ pub async fn accept(
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                return Ok(prepare(stream)?
+                return Ok(prepare(stream, limits.send_timeout)?
                     .with_permit(permit)
                     .with_handshake_timeout(limits.handshake));
             }
@@ -60,10 +86,14 @@ pub async fn accept(
 }
 
 /// An accepted connection as tonic gets it.
-pub fn prepare(stream: tokio::net::TcpStream) -> io::Result<LingeringStream> {
+pub fn prepare(
+    stream: tokio::net::TcpStream,
+    send_timeout: Duration,
+) -> io::Result<LingeringStream> {
     // tonic applies `.tcp_nodelay` only to listeners it binds itself; without NODELAY, small
     // replies can wait ~40 ms for delayed ACKs.
     stream.set_nodelay(true)?;
+    set_send_timeout(&stream, send_timeout)?;
     Ok(LingeringStream::new(stream))
 }
 
@@ -90,5 +120,29 @@ fn note_failed_accept(error: &io::Error) {
              new connections wait, open ones are served; next report in {} s",
             LOG_INTERVAL.as_secs()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What TCP_USER_TIMEOUT does for a peer that stops reading: writes fail with a timeout
+    /// once data has waited that long (zero-window probes included), instead of never.
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_out_the_writer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let limits = Limits::new(1, Duration::from_secs(60), Duration::from_millis(500));
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut served = accept(&listener, &limits).await.unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        let error = loop {
+            if let Err(e) = served.write_all(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(error.raw_os_error(), Some(libc::ETIMEDOUT), "{error}");
+        drop(client);
     }
 }

@@ -66,6 +66,7 @@ pub fn start(
         limits: accept::Limits::new(
             args.max_connections,
             Duration::from_secs(args.handshake_timeout_seconds),
+            Duration::from_secs(args.send_timeout_seconds),
         ),
         max_streams: args.http2_max_concurrent_streams,
         keepalive: Duration::from_secs(args.http2_keepalive_seconds),
@@ -210,7 +211,7 @@ fn incoming(
                 let next = stream
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpStream::from_std(stream))
-                    .and_then(accept::prepare);
+                    .and_then(|stream| accept::prepare(stream, limits.send_timeout));
                 Some((next, (listener, queued, None, drained + 1)))
             }
         },
@@ -232,7 +233,7 @@ mod tests {
         let stopped = async {
             let _ = stopped.await;
         };
-        let limits = accept::Limits::new(100, Duration::from_secs(60));
+        let limits = accept::Limits::new(100, Duration::from_secs(60), Duration::from_secs(60));
         let mut incoming = std::pin::pin!(incoming(listener, limits, stopped).unwrap());
 
         let _served = TcpStream::connect(addr).unwrap();

@@ -230,6 +230,12 @@ pub struct ServeArgs {
     #[arg(long = "body_timeout_seconds", default_value_t = 60)]
     pub body_timeout_seconds: u64,
 
+    /// Seconds an answer may wait for a client that stopped reading (unacknowledged data on a
+    /// gRPC or REST connection, TCP_USER_TIMEOUT); then the connection is reset and what it
+    /// held is freed. 0: the kernel's default (about 15 minutes, never for a zero window).
+    #[arg(long = "send_timeout_seconds", default_value_t = 60)]
+    pub send_timeout_seconds: u64,
+
     /// Seconds an idle REST keep-alive connection stays open.
     #[arg(long = "keep_alive_seconds", default_value_t = 75)]
     pub keep_alive_seconds: u64,
