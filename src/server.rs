@@ -123,27 +123,35 @@ async fn metrics_text(registry: web::Data<Arc<Registry>>) -> actix_web::HttpResp
         .body(crate::metrics::METRICS.render(&registry))
 }
 
-/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile (announced to
-/// systemd as RELOADING=1 … READY=1). The handlers are installed when this is called, before
-/// the servers start.
-fn until_terminated(
-    manager: Addr<ModelManager>,
-    registry: Arc<Registry>,
-    notifier: Notifier,
-) -> std::io::Result<impl std::future::Future<Output = &'static str>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    Ok(async move {
+/// The service's signals, installed before anything listens: a SIGTERM that arrives as soon as
+/// the ports are open must start a drain, not kill the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile (announced
+    /// to systemd as RELOADING=1 … READY=1).
+    async fn until_terminated(&mut self, server: &RunningServer) -> &'static str {
         loop {
             tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
-                _ = hup.recv() => {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: reloading config");
-                    let reload = notifier.reloading(registry.clone());
-                    match manager.send(ReloadConfig).await {
+                    let reload = server.notifier.reloading(server.registry.clone());
+                    match server.manager.send(ReloadConfig).await {
                         Ok(Ok(outcome)) => {
                             tracing::info!(changed = outcome.changed, "config reloaded");
                             reload.ready(None);
@@ -157,24 +165,20 @@ fn until_terminated(
                 }
             }
         }
-    })
+    }
 }
 
 /// During the drain, a second SIGTERM or SIGINT means "now": exit at once, with status 1 because
 /// requests in flight are abandoned.
-fn exit_on_second_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+fn exit_on_second_signal(mut signals: Signals) {
     actix_rt::spawn(async move {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = signals.term.recv() => {}
+            _ = signals.int.recv() => {}
         }
         tracing::warn!("second termination signal: exiting without finishing requests in flight");
         std::process::exit(1);
     });
-    Ok(())
 }
 
 /// What the server starts with, read and validated before it starts.
@@ -184,14 +188,69 @@ pub struct Startup {
     pub default_batching: Option<crate::config::batching::Batching>,
 }
 
-/// Runs the server until SIGTERM / SIGINT. Must run inside an actix `System`.
-pub async fn serve(
+/// A started server: its addresses and what it takes to stop it.
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub rest_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    pub manager: Addr<ModelManager>,
+    readiness: Arc<Readiness>,
+    notifier: Notifier,
+    grpc: grpc_server::GrpcServer,
+    rest: actix_web::dev::ServerHandle,
+    rest_task: actix_rt::task::JoinHandle<std::io::Result<()>>,
+    drain: Duration,
+    /// Resolves when the initial load of the configured models has finished.
+    loaded: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl RunningServer {
+    /// Waits until every configured model has loaded or failed (the start-up summary).
+    pub async fn loaded(&mut self) {
+        if let Some(loaded) = self.loaded.take() {
+            let _ = loaded.await;
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by `--drain_timeout_seconds`),
+    /// then retires every version; `why` names the cause in the log.
+    pub async fn shutdown(self, why: &str) {
+        self.readiness.mark_stopping();
+        self.notifier
+            .stopping(&format!("{why}: draining requests in flight"));
+        tracing::info!(
+            cause = why,
+            "shutting down: no new connections; finishing requests in flight"
+        );
+        let _ = self.grpc.stop.send(());
+        let grpc_done = async {
+            let _ = self.grpc.done.await;
+        };
+        let rest_done = self.rest.stop(true);
+        if tokio::time::timeout(self.drain, futures::future::join(grpc_done, rest_done))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                seconds = self.drain.as_secs(),
+                "drain timeout: exiting with requests still in flight"
+            );
+        }
+        let _ = self.rest_task.await;
+        let _ = self.manager.send(RetireEverything).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the server (both ports, the model manager, the initial load) and returns once it
+/// listens. Must run inside an actix `System`. Tests start it in-process on the fake backend.
+pub async fn start(
     args: ServeArgs,
     startup: Startup,
     backend: Arc<dyn Backend>,
     placement: Option<Arc<Placement>>,
     notifier: Notifier,
-) -> std::io::Result<()> {
+) -> std::io::Result<RunningServer> {
     // Both ports first: an address that cannot be bound is reported before anything starts.
     let grpc_listener = bind("gRPC", &args.grpc_bind_address, args.port)?;
     let rest_listener = bind("REST", &args.rest_bind_address, args.rest_port)?;
@@ -215,7 +274,6 @@ pub async fn serve(
         placement.on_worker_restart(move |models| manager.do_send(RebuildModels(models)));
     }
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
-    let terminated = until_terminated(manager.clone(), registry.clone(), notifier.clone())?;
     let grpc = grpc_server::start(
         &args,
         grpc_listener,
@@ -246,6 +304,7 @@ pub async fn serve(
     );
     let initial = manager.send(ApplyConfig(startup.models));
     let started = readiness.clone();
+    let (loaded, loaded_rx) = tokio::sync::oneshot::channel();
     actix_rt::spawn(async move {
         let reports = initial.await.unwrap_or_default();
         started.mark_started();
@@ -262,37 +321,40 @@ pub async fn serve(
             failed
         );
         let _ = std::io::stdout().flush();
+        let _ = loaded.send(());
     });
-    let which = terminated.await;
-    exit_on_second_signal()?;
-    readiness.mark_stopping();
-    // Machine-readable, like the lines above: tests wait for it instead of guessing how long
-    // the signal takes to arrive.
+    Ok(RunningServer {
+        grpc_addr: grpc.addr,
+        rest_addr,
+        registry,
+        manager,
+        readiness,
+        notifier,
+        grpc,
+        rest: rest_handle,
+        rest_task,
+        drain: Duration::from_secs(args.drain_timeout_seconds),
+        loaded: Some(loaded_rx),
+    })
+}
+
+/// Runs the server until SIGTERM / SIGINT. Must run inside an actix `System`.
+pub async fn serve(
+    args: ServeArgs,
+    startup: Startup,
+    backend: Arc<dyn Backend>,
+    placement: Option<Arc<Placement>>,
+    notifier: Notifier,
+) -> std::io::Result<()> {
+    let mut signals = Signals::install()?;
+    let server = start(args, startup, backend, placement, notifier).await?;
+    let which = signals.until_terminated(&server).await;
+    exit_on_second_signal(signals);
+    server.readiness.mark_stopping();
+    // Machine-readable, like the listening lines: tests wait for it instead of guessing how
+    // long the signal takes to arrive.
     println!("vinoserve: {which} received; draining requests in flight");
     let _ = std::io::stdout().flush();
-    notifier.stopping(&format!("{which}: draining requests in flight"));
-
-    tracing::info!(
-        signal = which,
-        "shutting down: no new connections; finishing requests in flight"
-    );
-    let drain = Duration::from_secs(args.drain_timeout_seconds);
-    let _ = grpc.stop.send(());
-    let grpc_done = async {
-        let _ = grpc.done.await;
-    };
-    let rest_done = rest_handle.stop(true);
-    if tokio::time::timeout(drain, futures::future::join(grpc_done, rest_done))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            seconds = drain.as_secs(),
-            "drain timeout: exiting with requests still in flight"
-        );
-    }
-    let _ = rest_task.await;
-    let _ = manager.send(RetireEverything).await;
-    tracing::info!("stopped");
+    server.shutdown(which).await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! temporary model repository built from the committed fixtures.
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod metrics_text;
 
 use std::io::{BufRead, BufReader};
