@@ -150,7 +150,6 @@ fn populated_registry() -> Registry {
     let pool = PoolSpec {
         nireq: 1,
         queue_bound: 4,
-        setup: None,
         inline_limit: None,
         batching: None,
     };

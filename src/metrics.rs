@@ -4,7 +4,6 @@
 //! Hot-path cost is kept to pre-resolved histogram children (per version, in the worker pool)
 //! and one counter increment per request; gauges are read from the registry at scrape time.
 
-use crate::model::registry::{Registry, VersionState};
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGaugeVec, Opts, TextEncoder,
@@ -241,7 +240,7 @@ impl Metrics {
     pub fn observe_request(
         &self,
         call: Call,
-        (model, registry): (&str, &Registry),
+        (model, registry): (&str, &impl ModelCatalog),
         version: Option<u64>,
         ok: bool,
         elapsed: Duration,
@@ -254,7 +253,7 @@ impl Metrics {
             us = elapsed.as_micros() as u64,
             "request done"
         );
-        let known = ok || registry.model(model).is_some();
+        let known = ok || registry.knows(model);
         let model = if known { model } else { UNKNOWN_MODEL };
         let version = version.map(|v| v.to_string()).unwrap_or_default();
         let labels = [
@@ -288,8 +287,8 @@ impl Metrics {
         }
     }
 
-    /// Gauges that describe the registry right now (refreshed at every scrape).
-    fn refresh(&self, registry: &Registry) {
+    /// Gauges that describe the served models right now (refreshed at every scrape).
+    fn refresh(&self, catalog: &impl ModelCatalog) {
         for g in [
             &self.current_requests,
             &self.streams,
@@ -299,45 +298,69 @@ impl Metrics {
         ] {
             g.reset();
         }
-        for (name, model) in registry.snapshot().iter() {
-            for status in model.versions.values() {
-                let v = status.version.to_string();
-                self.version_state
-                    .with_label_values(&[name, &v, status.state.name()])
-                    .set(1);
-                if let Some(s) = &status.servable {
-                    let labels = [name.as_str(), v.as_str()];
-                    self.current_requests
-                        .with_label_values(&labels)
-                        .set(s.in_flight() as i64);
-                    self.infer_req_queue_size
-                        .with_label_values(&labels)
-                        .set(s.workers() as i64);
-                    self.infer_req_active
-                        .with_label_values(&labels)
-                        .set(s.active() as i64);
-                    let streams = s
-                        .properties
-                        .get("NUM_STREAMS")
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(1);
-                    self.streams.with_label_values(&labels).set(streams);
-                }
+        for v in catalog.version_gauges() {
+            let version = v.version.to_string();
+            self.version_state
+                .with_label_values(&[&v.model, &version, v.state])
+                .set(1);
+            if let Some(pool) = v.serving {
+                let labels = [v.model.as_str(), version.as_str()];
+                self.current_requests
+                    .with_label_values(&labels)
+                    .set(pool.in_flight as i64);
+                self.infer_req_queue_size
+                    .with_label_values(&labels)
+                    .set(pool.workers as i64);
+                self.infer_req_active
+                    .with_label_values(&labels)
+                    .set(pool.active as i64);
+                self.streams.with_label_values(&labels).set(pool.streams);
             }
-            debug_assert!(model
-                .versions
-                .values()
-                .all(|s| s.servable.is_none() || s.state == VersionState::Available));
         }
     }
 
     /// The Prometheus text exposition of everything.
-    pub fn render(&self, registry: &Registry) -> String {
-        self.refresh(registry);
+    pub fn render(&self, catalog: &impl ModelCatalog) -> String {
+        self.refresh(catalog);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// What the metrics read from the server's models at scrape time; implemented by the model
+/// registry, so this module depends on nothing of the model layer (which records into it).
+pub trait ModelCatalog {
+    /// Whether requests for `model` are labelled with its name (see [`UNKNOWN_MODEL`]).
+    fn knows(&self, model: &str) -> bool;
+    /// Every version the server lists, with its worker pool where it serves.
+    fn version_gauges(&self) -> Vec<VersionGauges>;
+}
+
+impl<T: ModelCatalog + ?Sized> ModelCatalog for std::sync::Arc<T> {
+    fn knows(&self, model: &str) -> bool {
+        (**self).knows(model)
+    }
+
+    fn version_gauges(&self) -> Vec<VersionGauges> {
+        (**self).version_gauges()
+    }
+}
+
+/// One version's state, as `ovms_model_version_state`-style gauges show it.
+pub struct VersionGauges {
+    pub model: String,
+    pub version: u64,
+    pub state: &'static str,
+    pub serving: Option<PoolGauges>,
+}
+
+/// A serving version's worker pool right now.
+pub struct PoolGauges {
+    pub in_flight: usize,
+    pub workers: usize,
+    pub active: usize,
+    pub streams: i64,
 }
 
 /// What started a rescan, as `vinoserve_repository_scans_total` labels it.

@@ -10,7 +10,7 @@ use crate::config::{ServeArgs, ServerConfig};
 use crate::model::manager::{
     ApplyConfig, ModelManager, RebuildModels, ReloadConfig, RetireEverything, Sources,
 };
-use crate::model::model_actor::PoolDefaults;
+use crate::model::model_actor::ActorDefaults;
 use crate::model::readiness::Readiness;
 use crate::model::registry::Registry;
 use crate::placement::Placement;
@@ -120,7 +120,7 @@ async fn placement_status(placement: web::Data<Option<Arc<Placement>>>) -> actix
 async fn metrics_text(registry: web::Data<Arc<Registry>>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::METRICS.render(&registry))
+        .body(crate::metrics::METRICS.render(registry.get_ref()))
 }
 
 /// The service's signals, installed before anything listens: a SIGTERM that arrives as soon as
@@ -255,7 +255,7 @@ pub async fn start(
     let grpc_listener = bind("gRPC", &args.grpc_bind_address, args.port)?;
     let rest_listener = bind("REST", &args.rest_bind_address, args.rest_port)?;
     let registry = Arc::new(Registry::new());
-    let pools = PoolDefaults {
+    let pools = ActorDefaults {
         queue_bound: args.queue_bound,
         inline_limit: (args.inline_inference_us > 0)
             .then(|| Duration::from_micros(args.inline_inference_us)),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use vinoserve::config::{ModelConfig, ServerConfig};
 use vinoserve::error::{BackendError, ServeError};
 use vinoserve::model::manager::{ApplyConfig, ModelManager, ReloadConfig, Sources};
-use vinoserve::model::model_actor::{ModelActor, PoolDefaults, Reconcile};
+use vinoserve::model::model_actor::{ActorDefaults, ModelActor, Reconcile};
 use vinoserve::model::policy::VersionPolicy;
 use vinoserve::model::registry::{Registry, VersionSelector, VersionState};
 use vinoserve::model::request::{infer, InferRequest};
@@ -77,7 +77,7 @@ fn actor(
         config,
         backend,
         registry.clone(),
-        PoolDefaults {
+        ActorDefaults {
             queue_bound,
             inline_limit: None,
             settle: Duration::ZERO,
@@ -90,7 +90,7 @@ fn manager(backend: &FakeBackend, registry: &Arc<Registry>) -> Addr<ModelManager
     ModelManager::new(
         Arc::new(backend.clone()),
         registry.clone(),
-        PoolDefaults {
+        ActorDefaults {
             queue_bound: 8,
             inline_limit: None,
             settle: Duration::ZERO,

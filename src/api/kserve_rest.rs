@@ -193,7 +193,7 @@ async fn model_infer(
     };
     METRICS.observe_request(
         call,
-        (name, &registry),
+        (name, registry.get_ref()),
         answered,
         result.is_ok(),
         started.elapsed(),

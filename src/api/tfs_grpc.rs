@@ -5,7 +5,7 @@ use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype}
 use crate::api::trace::{grpc_traceparent, record_version, request_span};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
-use crate::model::manager::{ApplyTfsConfig, ModelManager};
+use crate::model::manager::{EditConfig, ModelManager};
 use crate::model::registry::{ModelStatus, Registry, VersionSelector};
 use crate::model::request::{infer, InferRequest};
 use crate::proto::tensorflow::serving::{
@@ -367,7 +367,10 @@ impl ModelService for TfsGrpc {
         })?;
         let reports = self
             .manager
-            .send(ApplyTfsConfig(config))
+            .send(EditConfig(Box::new(move |current| {
+                crate::config::tfs::from_model_server_config(config, current)
+                    .map_err(|e| e.to_string())
+            })))
             .await
             .map_err(|_| to_status(&ServeError::ShuttingDown))?
             .map_err(|e| {

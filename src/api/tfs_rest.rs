@@ -243,7 +243,7 @@ pub async fn models(
         };
         METRICS.observe_request(
             call,
-            (&path.model, &registry),
+            (&path.model, registry.get_ref()),
             answered,
             result.is_ok(),
             started.elapsed(),

@@ -5,7 +5,7 @@
 use crate::config::{load_config_file, ModelConfig, ServerConfig};
 use crate::metrics::{ScanTrigger, METRICS};
 use crate::model::model_actor::{
-    FolderChanged, ModelActor, PoolDefaults, Rebuild, Reconcile, ReconcileReport, Reconfigure,
+    ActorDefaults, FolderChanged, ModelActor, Rebuild, Reconcile, ReconcileReport, Reconfigure,
     RetireAll, RetryFailed,
 };
 use crate::model::registry::Registry;
@@ -77,7 +77,7 @@ pub struct Sources {
 pub struct ModelManager {
     backend: Arc<dyn Backend>,
     registry: Arc<Registry>,
-    pools: PoolDefaults,
+    pools: ActorDefaults,
     sources: Sources,
     models: BTreeMap<String, (ModelConfig, Addr<ModelActor>)>,
     config_hash: Option<u64>,
@@ -98,7 +98,7 @@ impl ModelManager {
     pub fn new(
         backend: Arc<dyn Backend>,
         registry: Arc<Registry>,
-        pools: PoolDefaults,
+        pools: ActorDefaults,
         sources: Sources,
         placement: Option<Arc<Placement>>,
     ) -> ModelManager {
@@ -398,25 +398,25 @@ impl Handler<RetireEverything> for ModelManager {
     }
 }
 
-/// `HandleReloadConfigRequest`: a TFS `ModelServerConfig` becomes the whole set of models.
+/// A whole new set of models derived from the one in force (TF Serving's
+/// `HandleReloadConfigRequest` fills in what its `ModelServerConfig` cannot say from the current
+/// config). Applied as an explicit reload; an `Err` changes nothing.
+pub type ConfigEdit = Box<dyn FnOnce(&ServerConfig) -> Result<ServerConfig, String> + Send>;
+
 #[derive(Message)]
 #[rtype(result = "Result<Reports, String>")]
-pub struct ApplyTfsConfig(pub crate::proto::tensorflow::serving::ModelServerConfig);
+pub struct EditConfig(pub ConfigEdit);
 
-impl Handler<ApplyTfsConfig> for ModelManager {
+impl Handler<EditConfig> for ModelManager {
     type Result = ResponseFuture<Result<Reports, String>>;
 
-    fn handle(
-        &mut self,
-        ApplyTfsConfig(request): ApplyTfsConfig,
-        ctx: &mut Context<Self>,
-    ) -> Self::Result {
-        match crate::config::tfs::from_model_server_config(request, &self.current_config()) {
+    fn handle(&mut self, EditConfig(edit): EditConfig, ctx: &mut Context<Self>) -> Self::Result {
+        match edit(&self.current_config()) {
             Ok(config) => {
                 let reports = self.apply(config, true, ctx);
                 Box::pin(async move { Ok(reports.await) })
             }
-            Err(e) => Box::pin(async move { Err(e.to_string()) }),
+            Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 }

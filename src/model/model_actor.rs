@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Settings shared by every model actor.
+/// What every model actor starts with: how its versions' worker pools are sized, and how long a
+/// version folder must stay unchanged before it is loaded.
 #[derive(Clone)]
-pub struct PoolDefaults {
+pub struct ActorDefaults {
     pub queue_bound: usize,
     /// Inline path limit of every version's pool (see `model::pool`); `None` turns it off.
     pub inline_limit: Option<Duration>,
@@ -103,7 +104,7 @@ pub struct ModelActor {
     generation: u64,
     backend: Arc<dyn Backend>,
     registry: Arc<Registry>,
-    pools: PoolDefaults,
+    pools: ActorDefaults,
     serving: BTreeMap<u64, Serving>,
     /// Versions whose last load failed: retried on change only.
     failed: BTreeMap<u64, Failure>,
@@ -166,7 +167,7 @@ impl ModelActor {
         config: ModelConfig,
         backend: Arc<dyn Backend>,
         registry: Arc<Registry>,
-        pools: PoolDefaults,
+        pools: ActorDefaults,
     ) -> ModelActor {
         let labels = config.version_labels.clone();
         let id = NEXT_ACTOR_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -235,6 +236,7 @@ impl ModelActor {
             queue_bound: batching
                 .as_ref()
                 .map_or(self.pools.queue_bound, |b| b.queue_bound()),
+            #[cfg(test)]
             setup: None,
             inline_limit: self.pools.inline_limit,
             batching,

@@ -37,7 +37,9 @@ pub struct Job {
     pub span: tracing::Span,
 }
 
-/// Called by each worker thread before it takes jobs (placement: CPU pinning, naming).
+/// Runs first on each worker thread. A test hook only (a worker that dies at start), so it
+/// does not exist in the server.
+#[cfg(test)]
 pub type ThreadSetup = Arc<dyn Fn(usize) + Send + Sync>;
 
 /// Counters a pool keeps for status and metrics.
@@ -142,6 +144,7 @@ pub struct PoolOptions {
     pub thread_prefix: String,
     /// Jobs allowed to wait for a worker.
     pub bound: usize,
+    #[cfg(test)]
     pub setup: Option<ThreadSetup>,
     pub metrics: Option<VersionMetrics>,
     /// Inline path limit (see the module comment); `None` always hands off.
@@ -179,11 +182,13 @@ impl WorkerPool {
         for index in 0..count {
             let receiver = receiver.clone();
             let shared = shared.clone();
+            #[cfg(test)]
             let setup = options.setup.clone();
             let batching = options.batching.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{}-{index}", options.thread_prefix))
                 .spawn(move || {
+                    #[cfg(test)]
                     if let Some(setup) = setup {
                         setup(index);
                     }

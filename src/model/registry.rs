@@ -253,3 +253,40 @@ impl Registry {
         });
     }
 }
+
+impl crate::metrics::ModelCatalog for Registry {
+    fn knows(&self, model: &str) -> bool {
+        self.model(model).is_some()
+    }
+
+    fn version_gauges(&self) -> Vec<crate::metrics::VersionGauges> {
+        let mut gauges = Vec::new();
+        for (name, model) in self.snapshot().iter() {
+            debug_assert!(model
+                .versions
+                .values()
+                .all(|s| s.servable.is_none() || s.state == VersionState::Available));
+            for status in model.versions.values() {
+                gauges.push(crate::metrics::VersionGauges {
+                    model: name.clone(),
+                    version: status.version,
+                    state: status.state.name(),
+                    serving: status
+                        .servable
+                        .as_ref()
+                        .map(|s| crate::metrics::PoolGauges {
+                            in_flight: s.in_flight(),
+                            workers: s.workers(),
+                            active: s.active(),
+                            streams: s
+                                .properties
+                                .get("NUM_STREAMS")
+                                .and_then(|n| n.parse().ok())
+                                .unwrap_or(1),
+                        }),
+                });
+            }
+        }
+        gauges
+    }
+}

@@ -6,7 +6,9 @@
 
 use crate::error::{BackendError, ServeError};
 use crate::metrics::METRICS;
-use crate::model::pool::{Job, PoolOptions, Reply, ThreadSetup, WorkerPool};
+#[cfg(test)]
+use crate::model::pool::ThreadSetup;
+use crate::model::pool::{Job, PoolOptions, Reply, WorkerPool};
 use crate::model::validate::ValidatedInputs;
 use crate::model::warmup;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
@@ -52,7 +54,8 @@ pub struct PoolSpec {
     pub nireq: usize,
     /// Jobs allowed to wait for a worker before requests are refused.
     pub queue_bound: usize,
-    /// Per-thread setup (placement).
+    /// Runs first on each worker thread (tests: a worker that dies at start).
+    #[cfg(test)]
     pub setup: Option<ThreadSetup>,
     /// Run requests on the receiving thread while inferences average under this (fixed-shape
     /// models only; see `model::pool`). `None` always hands off to the worker threads.
@@ -103,6 +106,7 @@ impl Servable {
             PoolOptions {
                 thread_prefix: prefix,
                 bound: pool.queue_bound.max(1),
+                #[cfg(test)]
                 setup: pool.setup.clone(),
                 metrics: Some(metrics),
                 inline_limit: pool.inline_limit.filter(|_| fixed_shapes),

@@ -7,12 +7,9 @@
 //! - Otherwise nothing: values for dynamic dimensions are never invented (a CNN with pooling
 //!   refuses a width of 1, which says nothing about the model).
 
-use crate::api::tfs_codec::decode_tensor;
 use crate::model::validate::{validate_inputs, ValidatedInputs};
-use crate::proto::tensorflow::serving::{prediction_log::LogType, PredictionLog};
-use crate::repository::tfrecord;
+use crate::repository::{tfrecord, warmup_requests};
 use crate::tensor::{Signature, TensorSpec};
-use prost::Message;
 use std::path::Path;
 
 /// Where TF Serving looks for warm-up requests, relative to the version folder.
@@ -63,29 +60,7 @@ fn shipped(
 }
 
 fn sample(record: &[u8], model: &str, signature: &Signature) -> Result<ValidatedInputs, String> {
-    let log = PredictionLog::decode(record).map_err(|e| format!("not a PredictionLog: {e}"))?;
-    let request = match log.log_type {
-        Some(LogType::PredictLog(predict)) => predict.request.unwrap_or_default(),
-        Some(other) => {
-            let kind = match other {
-                LogType::ClassifyLog(_) => "classify",
-                LogType::RegressLog(_) => "regress",
-                LogType::MultiInferenceLog(_) => "multi_inference",
-                LogType::PredictStreamedLog(_) => "predict_streamed",
-                LogType::PredictLog(_) => unreachable!("matched above"),
-            };
-            return Err(format!(
-                "a {kind} log; only predict_log requests can warm up a model"
-            ));
-        }
-        None => return Err("an empty PredictionLog".into()),
-    };
-    let inputs = request
-        .inputs
-        .into_iter()
-        .map(|(name, proto)| decode_tensor(&name, proto).map(|t| (name, t)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let inputs = warmup_requests::decode(record)?;
     validate_inputs(model, signature, inputs).map_err(|e| e.to_string())
 }
 
@@ -93,8 +68,11 @@ fn sample(record: &[u8], model: &str, signature: &Signature) -> Result<Validated
 mod tests {
     use super::*;
     use crate::api::tfs_codec::encode_tensor;
-    use crate::proto::tensorflow::serving::{PredictLog, PredictRequest};
+    use crate::proto::tensorflow::serving::{
+        prediction_log::LogType, PredictLog, PredictRequest, PredictionLog,
+    };
     use crate::tensor::{tensor_from_slice, DataType};
+    use prost::Message;
 
     fn signature(shape: Vec<i64>) -> Signature {
         let spec = |name: &str| TensorSpec {

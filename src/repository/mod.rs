@@ -2,6 +2,7 @@
 
 pub mod completeness;
 pub mod tfrecord;
+pub mod warmup_requests;
 pub mod watcher;
 
 use std::collections::BTreeSet;

@@ -19,16 +19,16 @@ pub struct TopologyFile {
     pub allow_oversubscription: bool,
     /// Settings for models without their own `[models.NAME]` table, and defaults for the
     /// keys such a table leaves out.
-    pub default: Option<Placement>,
+    pub default: Option<PlacementRequest>,
     /// Per-model settings, by model name.
-    pub models: BTreeMap<String, Placement>,
+    pub models: BTreeMap<String, PlacementRequest>,
 }
 
 /// Where one model runs and how OpenVINO should use its cores. Every key is optional so a
 /// model table can override just one key of `[default]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Placement {
+pub struct PlacementRequest {
     /// The one NUMA node (OS index) to run on.
     pub node: Option<usize>,
     /// Candidate nodes; the planner picks the one with the most free cores.
@@ -66,13 +66,13 @@ impl fmt::Display for Hint {
     }
 }
 
-impl Placement {
+impl PlacementRequest {
     /// `self` with keys it leaves out taken from `base`. `node`/`nodes` and `cores`/`core_ids`
     /// are each one choice: a model that names either key of a pair overrides both.
-    pub fn over(&self, base: &Placement) -> Placement {
+    pub fn over(&self, base: &PlacementRequest) -> PlacementRequest {
         let names_node = self.node.is_some() || self.nodes.is_some();
         let names_cores = self.cores.is_some() || self.core_ids.is_some();
-        Placement {
+        PlacementRequest {
             node: if names_node { self.node } else { base.node },
             nodes: if names_node {
                 self.nodes.clone()
@@ -109,9 +109,9 @@ struct Raw {
     reserved_cores: BTreeMap<String, usize>,
     #[serde(default)]
     allow_oversubscription: bool,
-    default: Option<Placement>,
+    default: Option<PlacementRequest>,
     #[serde(default)]
-    models: BTreeMap<String, Placement>,
+    models: BTreeMap<String, PlacementRequest>,
 }
 
 impl TopologyFile {
@@ -174,7 +174,7 @@ impl TopologyFile {
 }
 
 /// Checks that need no machine: exclusive key pairs, empty lists, zero counts.
-fn check_shape(p: &Placement) -> Result<(), (&'static str, String)> {
+fn check_shape(p: &PlacementRequest) -> Result<(), (&'static str, String)> {
     if p.node.is_some() && p.nodes.is_some() {
         return Err(("nodes", "give either node or nodes, not both".into()));
     }

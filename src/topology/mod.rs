@@ -17,6 +17,6 @@ mod tests;
 
 pub use command::{plan_from_file, run_diff, run_plan};
 pub use discover::{discover, DiscoverError, Source};
-pub use file::{FileError, Hint, Placement, TopologyFile};
+pub use file::{FileError, Hint, PlacementRequest, TopologyFile};
 pub use machine::{cpu_list, Core, Machine, Node};
 pub use planner::{plan, replan, Assignment, Plan, PlanError};

@@ -6,7 +6,7 @@
 //! unless the file says `allow_oversubscription = true`, and then the plan says so.
 
 pub use super::error::PlanError;
-use super::file::{Hint, Placement, TopologyFile};
+use super::file::{Hint, PlacementRequest, TopologyFile};
 use super::machine::{cpu_list, Machine, Node};
 use std::collections::BTreeMap;
 
@@ -107,7 +107,7 @@ pub fn plan(machine: &Machine, file: &TopologyFile, models: &[String]) -> Result
 }
 
 /// What the file asks for `model`: its own table over `[default]`, or `[default]` alone.
-fn resolve(file: &TopologyFile, model: &str) -> Option<Placement> {
+fn resolve(file: &TopologyFile, model: &str) -> Option<PlacementRequest> {
     match (file.models.get(model), &file.default) {
         (Some(p), Some(d)) => Some(p.over(d)),
         (Some(p), None) => Some(p.clone()),
@@ -144,7 +144,7 @@ pub fn replan(
         {
             continue;
         }
-        let kept = Placement {
+        let kept = PlacementRequest {
             node: Some(current.node),
             nodes: None,
             cores: None,
@@ -167,7 +167,7 @@ fn assignment(
     name: &str,
     node: usize,
     cores: Vec<usize>,
-    p: &Placement,
+    p: &PlacementRequest,
 ) -> Result<Assignment, PlanError> {
     let ht = p.hyperthreads.unwrap_or(false);
     let mut cpus: Vec<usize> = cores
@@ -331,7 +331,7 @@ impl State<'_> {
     fn take_count(
         &mut self,
         model: &str,
-        p: &Placement,
+        p: &PlacementRequest,
         needed: usize,
     ) -> Result<(usize, Vec<usize>), PlanError> {
         let candidates = match (p.node, &p.nodes) {
