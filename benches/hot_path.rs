@@ -26,12 +26,12 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use vinoserve::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto};
-use vinoserve::model::registry::{Registry, VersionSelector, VersionState, VersionStatus};
-use vinoserve::model::servable::{PoolSpec, Servable};
-use vinoserve::model::validate::validate_inputs;
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
 use vinoserve::proto::tensorflow::{DataType as TfType, TensorProto};
 use vinoserve::runtime::fake::{fake_load_spec, FakeBackend};
+use vinoserve::serving::registry::{Registry, VersionSelector, VersionState, VersionStatus};
+use vinoserve::serving::servable::{PoolSpec, Servable};
+use vinoserve::serving::validate::validate_inputs;
 use vinoserve::tensor::{tensor_from_slice, DataType, Signature, Tensor, TensorSpec};
 
 const IMAGE: [i64; 4] = [1, 224, 224, 3];

@@ -6,7 +6,7 @@
 //! them are listed, not only the first.
 
 use crate::config::{parse_config_all, CheckArgs, ModelConfig};
-use crate::model::policy::VersionPolicy;
+use crate::control::policy::VersionPolicy;
 use crate::repository::completeness::{files_complete, Verdict};
 use crate::repository::{scan_versions, version_dir};
 use crate::runtime::files::ModelFiles;

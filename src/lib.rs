@@ -3,15 +3,16 @@
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod memory;
 pub mod metrics;
-pub mod model;
 pub mod placement;
 pub mod proto;
 pub mod repository;
 pub mod runtime;
 pub mod server;
+pub mod serving;
 pub mod systemd;
 pub mod telemetry;
 pub mod tensor;

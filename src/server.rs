@@ -7,14 +7,14 @@ use crate::api::rest_body::{BodyTimeout, JsonLimit};
 use crate::api::rest_routes::only;
 use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
 use crate::config::{ServeArgs, ServerConfig};
-use crate::model::manager::{
+use crate::control::manager::{
     ApplyConfig, ModelManager, RebuildModels, ReloadConfig, RetireEverything, Sources,
 };
-use crate::model::model_actor::ActorDefaults;
-use crate::model::readiness::Readiness;
-use crate::model::registry::Registry;
+use crate::control::model_actor::ActorDefaults;
+use crate::control::readiness::Readiness;
 use crate::placement::Placement;
 use crate::runtime::Backend;
+use crate::serving::registry::Registry;
 use crate::systemd::Notifier;
 use actix::{Actor, Addr};
 use actix_web::http::Method;

@@ -17,7 +17,7 @@
 //! Without `NOTIFY_SOCKET` every call is a no-op, so the same binary runs by hand or in a
 //! container. Sending is best effort: a failed send is logged, never fatal.
 
-use crate::model::registry::{Registry, Snapshot, VersionState};
+use crate::serving::registry::{Registry, Snapshot, VersionState};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -378,7 +378,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::registry::{ModelStatus, VersionStatus};
+    use crate::serving::registry::{ModelStatus, VersionStatus};
 
     fn model(name: &str, versions: &[(u64, VersionState, bool)]) -> (String, Arc<ModelStatus>) {
         let mut m = ModelStatus::new(name);
@@ -428,12 +428,12 @@ mod tests {
 
     #[test]
     fn a_published_version_with_a_dead_worker_is_reported() {
-        use crate::model::servable::{PoolSpec, Servable};
         use crate::runtime::fake::{fake_load_spec, FakeBackend};
+        use crate::serving::servable::{PoolSpec, Servable};
         let spec = fake_load_spec("m", 1);
         let load = |crash: bool| {
             // Worker 1's start-up panics when `crash`: that thread is gone, the version serves on.
-            let setup: crate::model::pool::ThreadSetup =
+            let setup: crate::serving::pool::ThreadSetup =
                 Arc::new(move |i| assert!(!(crash && i == 1), "simulated crash"));
             let pool = PoolSpec {
                 nireq: 2,

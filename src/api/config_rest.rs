@@ -2,8 +2,8 @@
 
 use crate::api::status::http_status;
 use crate::api::tfs_rest::model_status_json;
-use crate::model::manager::{ModelManager, ReloadConfig};
-use crate::model::registry::Registry;
+use crate::control::manager::{ModelManager, ReloadConfig};
+use crate::serving::registry::Registry;
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};

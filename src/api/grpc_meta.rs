@@ -2,7 +2,7 @@
 //! used by Kubernetes gRPC probes and load balancers) and server reflection (so `grpcurl list` /
 //! `describe` work without the `.proto` files).
 
-use crate::model::readiness::Readiness;
+use crate::control::readiness::Readiness;
 use crate::proto::inference::grpc_inference_service_server::SERVICE_NAME as KSERVE;
 use crate::proto::tensorflow::serving::model_service_server::SERVICE_NAME as TFS_MODEL;
 use crate::proto::tensorflow::serving::prediction_service_server::SERVICE_NAME as TFS_PREDICT;

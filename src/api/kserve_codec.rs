@@ -10,12 +10,12 @@
 //! fits the model (dtype, shape, byte count) is checked once, by the shared validation.
 
 use crate::error::ServeError;
-use crate::model::registry::VersionSelector;
-use crate::model::request::{InferRequest, InferResponse};
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
 use crate::proto::inference::model_metadata_response::TensorMetadata;
 use crate::proto::inference::{InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::serving::registry::VersionSelector;
+use crate::serving::request::{InferRequest, InferResponse};
 use crate::tensor::{element_count, DataType, Tensor, TensorData, TensorSpec};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;

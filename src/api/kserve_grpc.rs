@@ -5,18 +5,18 @@ use crate::api::kserve_codec::{
 };
 use crate::api::status::to_status;
 use crate::api::trace::{grpc_traceparent, record_version, request_span};
+use crate::control::readiness::Readiness;
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
-use crate::model::readiness::Readiness;
-use crate::model::registry::Registry;
-use crate::model::request::infer;
-use crate::model::servable::Servable;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
     ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
     ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
+use crate::serving::registry::Registry;
+use crate::serving::request::infer;
+use crate::serving::servable::Servable;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};

@@ -14,7 +14,7 @@
 use crate::api::kserve_codec::{datatype, decode_raw, encode_raw, shape, wire_shape};
 use crate::api::tfs_json::{decode_typed_values, flat_values};
 use crate::error::ServeError;
-use crate::model::request::InferResponse;
+use crate::serving::request::InferResponse;
 use crate::tensor::Tensor;
 use bytes::Bytes;
 use serde::Deserialize;

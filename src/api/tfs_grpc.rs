@@ -3,11 +3,9 @@
 use crate::api::status::to_status;
 use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
 use crate::api::trace::{grpc_traceparent, record_version, request_span};
+use crate::control::manager::{EditConfig, ModelManager};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
-use crate::model::manager::{EditConfig, ModelManager};
-use crate::model::registry::{ModelStatus, Registry, VersionSelector};
-use crate::model::request::{infer, InferRequest};
 use crate::proto::tensorflow::serving::{
     model_service_server::ModelService, model_spec::VersionChoice, model_version_status::State,
     prediction_service_server::PredictionService, ClassificationRequest, ClassificationResponse,
@@ -17,6 +15,8 @@ use crate::proto::tensorflow::serving::{
     ReloadConfigRequest, ReloadConfigResponse, SignatureDefMap, StatusProto,
 };
 use crate::proto::tensorflow::{tensor_info, SignatureDef, TensorInfo};
+use crate::serving::registry::{ModelStatus, Registry, VersionSelector};
+use crate::serving::request::{infer, InferRequest};
 use crate::tensor::{Signature, TensorSpec};
 use actix::Addr;
 use std::collections::HashMap;

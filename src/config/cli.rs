@@ -1,7 +1,7 @@
 //! Command-line flags, spelled as OVMS spells them so existing service files carry over.
 
 use super::model::{validate_model, ConfigError, RawModel, ServerConfig};
-use crate::model::readiness::ReadinessRule;
+use crate::control::readiness::ReadinessRule;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

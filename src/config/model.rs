@@ -2,7 +2,7 @@
 //! one [`ServerConfig`] value. A config that fails here changes nothing that is running.
 
 use super::batching::Batching;
-use crate::model::policy::VersionPolicy;
+use crate::control::policy::VersionPolicy;
 use crate::runtime::Reshape;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub struct ModelConfig {
     pub reshape: Reshape,
     pub version_labels: BTreeMap<String, u64>,
     /// Resize JPEG/PNG inputs to the model's height and width instead of refusing other sizes
-    /// (`model::image`). Not an OVMS key: OVMS always resizes.
+    /// (`serving::image`). Not an OVMS key: OVMS always resizes.
     pub resize_images: bool,
     /// Server-side dynamic batching (TF Serving's parameters); `None`: every request is one
     /// inference. Not an OVMS key.

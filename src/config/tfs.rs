@@ -4,7 +4,7 @@
 //! that is already configured keeps those, a new one gets the defaults.
 
 use super::model::{validate_model, ConfigError, RawModel, ServerConfig};
-use crate::model::policy::VersionPolicy;
+use crate::control::policy::VersionPolicy;
 use crate::proto::tensorflow::serving::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
 use crate::proto::tensorflow::serving::{model_server_config, ModelServerConfig};
 use std::path::Path;

@@ -4,8 +4,8 @@
 use super::shm::{self, Region};
 use super::wire::{self, FromWorker, Slot, ToWorker};
 use crate::error::BackendError;
-use crate::model::validate::ValidatedInputs;
 use crate::runtime::{Executor, LoadSpec, LoadedModel};
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{DataType, Signature, Tensor};
 use std::collections::BTreeMap;
 use std::io;

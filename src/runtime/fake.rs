@@ -6,7 +6,7 @@
 
 use super::{Backend, Executor, LoadSpec, LoadedModel};
 use crate::error::BackendError;
-use crate::model::validate::ValidatedInputs;
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType, Signature, Tensor, TensorSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

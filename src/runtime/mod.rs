@@ -9,7 +9,7 @@ pub mod openvino;
 pub mod rt_info;
 
 use crate::error::BackendError;
-use crate::model::validate::ValidatedInputs;
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{DataType, Signature, Tensor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

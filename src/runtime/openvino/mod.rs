@@ -7,7 +7,7 @@ pub mod library;
 use super::files::ModelFiles;
 use super::{Backend, Executor, LoadSpec, LoadedModel, Reshape};
 use crate::error::BackendError;
-use crate::model::validate::ValidatedInputs;
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{DataType, Signature, Tensor, TensorSpec};
 use openvino::{
     CompiledModel, Core, DeviceType, Dimension, ElementType, InferRequest, Model, Node,

@@ -5,7 +5,7 @@
 //! so retiring a version never cuts off a request already in flight.
 
 use crate::error::ServeError;
-use crate::model::servable::Servable;
+use crate::serving::servable::Servable;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -6,14 +6,14 @@
 //! published, and only then are versions the policy no longer wants retired.
 
 use crate::config::ModelConfig;
+use crate::control::versions::{needs_load, versions_to_retire};
 use crate::error::BackendError;
 use crate::metrics::METRICS;
-use crate::model::registry::{Registry, VersionState, VersionStatus};
-use crate::model::servable::{PoolSpec, Servable};
-use crate::model::versions::{needs_load, versions_to_retire};
 use crate::repository::completeness::{files_complete, stamp, Stamp, Verdict};
 use crate::repository::{scan_versions, version_dir};
 use crate::runtime::{Backend, LoadSpec};
+use crate::serving::registry::{Registry, VersionState, VersionStatus};
+use crate::serving::servable::{PoolSpec, Servable};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 #[derive(Clone)]
 pub struct ActorDefaults {
     pub queue_bound: usize,
-    /// Inline path limit of every version's pool (see `model::pool`); `None` turns it off.
+    /// Inline path limit of every version's pool (see `serving::pool`); `None` turns it off.
     pub inline_limit: Option<Duration>,
     /// How long a version folder must stay unchanged before it is loaded.
     pub settle: Duration,

@@ -3,15 +3,15 @@
 //! rescan; reconciles on every event.
 
 use crate::config::{load_config_file, ModelConfig, ServerConfig};
-use crate::metrics::{ScanTrigger, METRICS};
-use crate::model::model_actor::{
+use crate::control::model_actor::{
     ActorDefaults, FolderChanged, ModelActor, Rebuild, Reconcile, ReconcileReport, Reconfigure,
     RetireAll, RetryFailed,
 };
-use crate::model::registry::Registry;
+use crate::metrics::{ScanTrigger, METRICS};
 use crate::placement::Placement;
 use crate::repository::watcher::{self, Target};
 use crate::runtime::Backend;
+use crate::serving::registry::Registry;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};

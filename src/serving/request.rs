@@ -3,10 +3,10 @@
 //! worker's answer.
 
 use crate::error::{BackendError, ServeError};
-use crate::model::image::{decode_image_tensor, is_image_batch};
-use crate::model::registry::{Registry, VersionSelector};
-use crate::model::servable::Servable;
-use crate::model::validate::{select_outputs, validate_inputs};
+use crate::serving::image::{decode_image_tensor, is_image_batch};
+use crate::serving::registry::{Registry, VersionSelector};
+use crate::serving::servable::Servable;
+use crate::serving::validate::{select_outputs, validate_inputs};
 use crate::tensor::{Signature, Tensor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ pub async fn infer_on(
 }
 
 /// Decodes the JPEG/PNG strings sent for numeric inputs into those inputs' tensors (see
-/// `model::image`); every other input passes untouched, strings for string inputs included.
+/// `serving::image`); every other input passes untouched, strings for string inputs included.
 /// This is the one place for every transport, so they all accept images alike.
 async fn decode_image_inputs(
     signature: &Signature,

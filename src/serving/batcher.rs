@@ -2,11 +2,11 @@
 //! concatenated along it, run as one inference (padded up to the next allowed batch size), and
 //! the outputs are split back per request. Requests are validated before they are queued, so a
 //! bad one never reaches a batch; a request larger than `max_batch_size`, or one whose inputs do
-//! not share a first dimension, runs alone. Pure functions; the worker loop is in `model::pool`.
+//! not share a first dimension, runs alone. Pure functions; the worker loop is in `serving::pool`.
 
 use crate::config::batching::Batching;
-use crate::model::pool::Job;
-use crate::model::validate::ValidatedInputs;
+use crate::serving::pool::Job;
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{Tensor, TensorData};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::VecDeque;

@@ -13,9 +13,9 @@
 use crate::config::batching::Batching;
 use crate::error::{BackendError, ServeError};
 use crate::metrics::VersionMetrics;
-use crate::model::batcher;
-use crate::model::validate::ValidatedInputs;
 use crate::runtime::Executor;
+use crate::serving::batcher;
+use crate::serving::validate::ValidatedInputs;
 use crate::tensor::Tensor;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -149,7 +149,7 @@ pub struct PoolOptions {
     pub metrics: Option<VersionMetrics>,
     /// Inline path limit (see the module comment); `None` always hands off.
     pub inline_limit: Option<Duration>,
-    /// Merge queued requests into batched inferences (`model::batcher`); `None`: one request,
+    /// Merge queued requests into batched inferences (`serving::batcher`); `None`: one request,
     /// one inference.
     pub batching: Option<Batching>,
 }
@@ -296,7 +296,7 @@ fn work(jobs: Receiver<Job>, shared: &Shared) {
     }
 }
 
-/// A worker that merges queued requests into batches (see `model::batcher`).
+/// A worker that merges queued requests into batches (see `serving::batcher`).
 fn work_batched(jobs: Receiver<Job>, shared: &Shared, policy: &Batching) {
     let mut pending = std::collections::VecDeque::new();
     loop {
@@ -397,9 +397,12 @@ mod tests {
     fn job(x: f32) -> (Job, oneshot::Receiver<Reply>) {
         let (reply, rx) = oneshot::channel();
         let t = tensor_from_slice(DataType::F32, vec![1], &[x]);
-        let inputs =
-            crate::model::validate::validate_inputs("m", &fake_signature(), vec![("x".into(), t)])
-                .unwrap();
+        let inputs = crate::serving::validate::validate_inputs(
+            "m",
+            &fake_signature(),
+            vec![("x".into(), t)],
+        )
+        .unwrap();
         (
             Job {
                 inputs,

@@ -6,12 +6,12 @@
 
 use crate::error::{BackendError, ServeError};
 use crate::metrics::METRICS;
-#[cfg(test)]
-use crate::model::pool::ThreadSetup;
-use crate::model::pool::{Job, PoolOptions, Reply, WorkerPool};
-use crate::model::validate::ValidatedInputs;
-use crate::model::warmup;
 use crate::runtime::{Backend, LoadSpec, LoadedModel};
+#[cfg(test)]
+use crate::serving::pool::ThreadSetup;
+use crate::serving::pool::{Job, PoolOptions, Reply, WorkerPool};
+use crate::serving::validate::ValidatedInputs;
+use crate::serving::warmup;
 use crate::tensor::{Signature, Tensor, TensorSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,14 +58,14 @@ pub struct PoolSpec {
     #[cfg(test)]
     pub setup: Option<ThreadSetup>,
     /// Run requests on the receiving thread while inferences average under this (fixed-shape
-    /// models only; see `model::pool`). `None` always hands off to the worker threads.
+    /// models only; see `serving::pool`). `None` always hands off to the worker threads.
     pub inline_limit: Option<Duration>,
-    /// Dynamic batching (`model::batcher`); its queue bound replaces `queue_bound`.
+    /// Dynamic batching (`serving::batcher`); its queue bound replaces `queue_bound`.
     pub batching: Option<crate::config::batching::Batching>,
 }
 
 impl Servable {
-    /// Loads, compiles and warms up one version (on the samples `model::warmup` finds valid, so
+    /// Loads, compiles and warms up one version (on the samples `serving::warmup` finds valid, so
     /// the first client request does not pay for lazy initialisation). Blocking: call it on a
     /// loading thread.
     pub fn load(
@@ -203,7 +203,7 @@ impl Servable {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether image inputs are resized to the model's size (see `model::image`).
+    /// Whether image inputs are resized to the model's size (see `serving::image`).
     pub fn resize_images(&self) -> bool {
         self.resize_images.load(Ordering::Relaxed)
     }

@@ -7,8 +7,8 @@
 //! - Otherwise nothing: values for dynamic dimensions are never invented (a CNN with pooling
 //!   refuses a width of 1, which says nothing about the model).
 
-use crate::model::validate::{validate_inputs, ValidatedInputs};
 use crate::repository::{tfrecord, warmup_requests};
+use crate::serving::validate::{validate_inputs, ValidatedInputs};
 use crate::tensor::{Signature, TensorSpec};
 use std::path::Path;
 

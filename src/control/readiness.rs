@@ -2,7 +2,7 @@
 //! `ModelReady`, `GET /v2/health/ready`, `.../ready` and the gRPC health service.
 
 use crate::error::ServeError;
-use crate::model::registry::{Registry, Snapshot, VersionSelector};
+use crate::serving::registry::{Registry, Snapshot, VersionSelector};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -78,7 +78,7 @@ impl Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::registry::{ModelStatus, VersionState, VersionStatus};
+    use crate::serving::registry::{ModelStatus, VersionState, VersionStatus};
 
     /// `n` models whose only version is still loading. (An AVAILABLE version needs a loaded
     /// servable; that case is covered by the integration tests with real models.)
