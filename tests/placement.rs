@@ -209,6 +209,16 @@ async fn observe_under_load(server: &Server, workers: &[(&str, u32)]) -> (Vec<Ob
     (observed, totals)
 }
 
+/// Every model had answers and no request failed.
+fn assert_all_answered(totals: &Totals) {
+    assert!(
+        totals
+            .values()
+            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
+        "{totals:?}"
+    );
+}
+
 /// Every thread confined to `cpu`, running threads seen only there, and real work done.
 fn assert_confined(model: &str, cpu: usize, observed: &Observed) {
     println!("placement: model {model}, worker threads by Cpus_allowed_list {:?}, running samples by CPU {:?}, {} CPU ticks",
@@ -346,12 +356,7 @@ async fn two_models_on_two_cpus_run_only_there() {
     // Both under load at once: each worker's threads only on its CPU.
     let (observed, totals) = observe_under_load(&server, &[("a", pid_a), ("b", pid_b)]).await;
     println!("placement: requests (ok, failed, versions) {totals:?}");
-    assert!(
-        totals
-            .values()
-            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
-        "{totals:?}"
-    );
+    assert_all_answered(&totals);
     assert_confined("a", 0, &observed[0]);
     assert_confined("b", 1, &observed[1]);
 
@@ -428,12 +433,7 @@ async fn two_models_on_two_cpus_run_only_there() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (observed, totals) = observe_under_load(&server, &[("a", new_pid), ("b", pid_b)]).await;
-    assert!(
-        totals
-            .values()
-            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
-        "{totals:?}"
-    );
+    assert_all_answered(&totals);
     assert_confined("a (restarted worker)", 0, &observed[0]);
     assert_confined("b", 1, &observed[1]);
     let metrics = server.metrics_text().await.unwrap();
@@ -705,12 +705,7 @@ async fn a_model_added_at_run_time_is_placed_before_it_serves() {
     assert_ne!(pid_a, pid_b);
 
     let (observed, totals) = observe_under_load(&server, &[("a", pid_a), ("b", pid_b)]).await;
-    assert!(
-        totals
-            .values()
-            .all(|(ok, failed, _)| *ok > 0 && *failed == 0),
-        "{totals:?}"
-    );
+    assert_all_answered(&totals);
     assert_confined("a", 0, &observed[0]);
     assert_confined("b (added at run time)", 1, &observed[1]);
 
