@@ -5,9 +5,10 @@
 # (served, then raw), so two builds (before/after a change) are compared within one run.
 #
 #   scripts/bench-large-requests.sh [--rounds N] [--duration S] [--warmup S] [--model-dir DIR]
-#                                   [--out FILE] [LABEL=SERVER_BINARY ...]
+#                                   [--out FILE] [LABEL=SERVER_BINARY[:MODEL_DIR] ...]
 #
-# Default binary: target/release/vinoserve (label "current"). Needs `cargo build --release
+# Default binary: target/release/vinoserve (label "current"); a MODEL_DIR after the binary
+# replaces --model-dir for that entry (its folder name is the model name the clients send). Needs `cargo build --release
 # --bins --benches` and the model (`python3 scripts/make_resnet.py --models resnet_v1_50`).
 set -euo pipefail
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,9 +38,10 @@ out=${out:-$(mktemp /tmp/bench-large-requests.XXXXXX.jsonl)}
 
 for ((r = 1; r <= rounds; r++)); do
     for build in "${builds[@]}"; do
-        label=${build%%=*} bin=${build#*=}
+        label=${build%%=*} bin=${build#*=} dir=$model_dir
+        if [[ $bin == *:* ]]; then dir=${bin#*:} bin=${bin%%:*}; fi
         echo "round $r: $label" >&2
-        "$loadgen" --spawn-server --server-bin "$bin" --model-dir "$model_dir" \
+        "$loadgen" --spawn-server --server-bin "$bin" --model-dir "$dir" \
             --shape 16,224,224,3 --plugin PERFORMANCE_HINT=THROUGHPUT --clients 4 \
             --warmup "$warmup" --duration "$duration" --compare-raw --json 2>/dev/null |
             grep '^{' | paste -sd' ' | sed "s/^/{\"round\":$r,\"build\":\"$label\",\"pair\":[/; s/} {/},{/; s/\$/]}/" >>"$out"
