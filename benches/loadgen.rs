@@ -535,61 +535,95 @@ impl Tally {
     }
 }
 
-/// CPU seconds used so far by this process and, when known, by the server process.
+/// CPU seconds and minor page faults so far of this process and, when known, of the server
+/// process (with its placement workers).
 #[derive(Clone, Copy)]
 struct CpuSample {
-    own: f64,
-    server: Option<f64>,
+    own: Usage,
+    server: Option<Usage>,
+}
+
+/// What a process has used so far: CPU seconds and minor page faults (a fault per fresh page
+/// touched: freshly mapped buffers show up here).
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    seconds: f64,
+    minor_faults: u64,
+}
+
+impl Usage {
+    fn minus(self, earlier: Usage) -> Usage {
+        Usage {
+            seconds: self.seconds - earlier.seconds,
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+        }
+    }
 }
 
 impl CpuSample {
     fn take(server_pid: Option<u32>) -> CpuSample {
         CpuSample {
-            own: own_cpu_seconds(),
-            server: server_pid.and_then(server_cpu_seconds),
+            own: own_usage(),
+            server: server_pid.and_then(server_usage),
         }
     }
 
     fn since(self, earlier: CpuSample) -> CpuSample {
         CpuSample {
-            own: self.own - earlier.own,
-            server: self.server.zip(earlier.server).map(|(a, b)| a - b),
+            own: self.own.minus(earlier.own),
+            server: self.server.zip(earlier.server).map(|(a, b)| a.minus(b)),
         }
     }
 }
 
-fn own_cpu_seconds() -> f64 {
+fn own_usage() -> Usage {
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     // SAFETY: getrusage only writes the struct we pass; all-zero is a valid rusage.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above; RUSAGE_SELF covers every thread of this process.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    Usage {
+        seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        minor_faults: usage.ru_minflt as u64,
+    }
 }
 
-/// CPU time of the server and its live child processes (the placement workers of
-/// `--topology`, which do the inference there).
-fn server_cpu_seconds(pid: u32) -> Option<f64> {
-    let children: f64 = std::fs::read_dir("/proc")
+/// Usage of the server and its live child processes (the placement workers of `--topology`,
+/// which do the inference there).
+fn server_usage(pid: u32) -> Option<Usage> {
+    let children = std::fs::read_dir("/proc")
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|p| process_stat(p).filter(|(ppid, _)| *ppid == pid))
-        .map(|(_, seconds)| seconds)
-        .sum();
-    Some(process_stat(pid)?.1 + children)
+        .fold(Usage::default(), |sum, (_, u)| Usage {
+            seconds: sum.seconds + u.seconds,
+            minor_faults: sum.minor_faults + u.minor_faults,
+        });
+    let own = process_stat(pid)?.1;
+    Some(Usage {
+        seconds: own.seconds + children.seconds,
+        minor_faults: own.minor_faults + children.minor_faults,
+    })
 }
 
-/// (parent pid, utime + stime in seconds) of a process, from /proc/PID/stat (fields 4, 14, 15).
-fn process_stat(pid: u32) -> Option<(u32, f64)> {
+/// (parent pid, usage) of a process, from /proc/PID/stat (fields 4, 10, 14, 15).
+fn process_stat(pid: u32) -> Option<(u32, Usage)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields after it are plain.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ppid = fields.get(1)?.parse().ok()?;
+    let minor_faults = fields.get(7)?.parse().ok()?;
     let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((ppid, ticks / per_second))
+    Some((
+        ppid,
+        Usage {
+            seconds: ticks / per_second,
+            minor_faults,
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -751,7 +785,7 @@ fn run_served(
         kind,
         workload,
         tally,
-        Some(cpu.own),
+        Some(cpu.own.seconds),
         cpu.server,
     ))
 }
@@ -1103,6 +1137,8 @@ struct Report {
     own_cpu: Option<f64>,
     /// CPU seconds of the server (raw: of this process) in the window, when known.
     server_cpu: Option<f64>,
+    /// Minor page faults of the server (raw: of this process) in the window, when known.
+    server_faults: Option<u64>,
     properties: BTreeMap<String, String>,
 }
 
@@ -1113,7 +1149,7 @@ impl Report {
         workload: &Workload,
         tally: Tally,
         own_cpu: Option<f64>,
-        server_cpu: Option<f64>,
+        server: Option<Usage>,
     ) -> Report {
         Report {
             target,
@@ -1128,7 +1164,8 @@ impl Report {
             duration: args.duration,
             tally,
             own_cpu,
-            server_cpu,
+            server_cpu: server.map(|u| u.seconds),
+            server_faults: server.map(|u| u.minor_faults),
             properties: BTreeMap::new(),
         }
     }
@@ -1145,6 +1182,12 @@ impl Report {
     /// this moves less than req/s with the CPU that other processes leave over.
     fn req_per_server_cpu_s(&self) -> Option<f64> {
         self.server_cpu.map(|cpu| self.requests() as f64 / cpu)
+    }
+
+    /// Minor page faults of the serving side per request.
+    fn faults_per_request(&self) -> Option<f64> {
+        self.server_faults
+            .map(|f| f as f64 / self.requests().max(1) as f64)
     }
 
     /// Latency quantile in milliseconds (q = 1.0 gives the max).
@@ -1204,6 +1247,7 @@ impl Report {
             "max_ms": self.ms(1.0),
             "loadgen_cpu_s": self.own_cpu,
             "server_cpu_s": self.server_cpu,
+            "server_minor_faults_per_request": self.faults_per_request(),
             "properties": self.properties,
         })
     }
@@ -1235,6 +1279,9 @@ fn print_reports(args: &Args, reports: &[Report]) {
                 "requests per server-CPU second: served {s:.1}, raw {r:.1}, ratio {:.3}×",
                 s / r
             );
+        }
+        if let Some((s, r)) = served.faults_per_request().zip(raw.faults_per_request()) {
+            println!("minor page faults per request: served {s:.0}, raw {r:.0}");
         }
     }
     for report in reports {

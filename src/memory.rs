@@ -19,13 +19,15 @@
 /// one CI run (an 8 MiB block reused while resident); with both at 4 MiB, 12 of 12 runs ended at
 /// +2.4..2.8% and no swap left more than +2.9%: model-sized blocks are never recycled resident.
 ///
-/// The price, measured with ResNet-50 over gRPC: requests up to the threshold reuse heap pages
-/// (batch 1: 0 minor faults per request, 34 with the dynamic thresholds), larger ones are faulted
-/// in again each time (batch 16, 9.6 MB of input: ~2,200 faults per request vs ~250; 32 MiB
-/// brings it back to ~30 but let up to +26% linger after swaps); a 9.6 MB round trip through the
-/// `identity` model took 24–27 ms vs 11–18 ms with dynamic thresholds on the dev VM. Lowering the
-/// threshold only while versions load or unload (plus 2 s) still left occasional +8..16 MiB
-/// peaks, so the setting is global. Operators' MALLOC_* variables win.
+/// Since the server's own allocations moved to mimalloc (`src/main.rs`), this tunes what OpenVINO
+/// and other C libraries allocate; request buffers no longer pay the price below. That price,
+/// measured with ResNet-50 over gRPC while they were glibc's: requests up to the threshold reuse
+/// heap pages (batch 1: 0 minor faults per request, 34 with the dynamic thresholds), larger ones
+/// were faulted in again each time (batch 16, 9.6 MB of input: ~2,200 faults per request vs
+/// ~250; 32 MiB brings it back to ~30 but let up to +26% linger after swaps); a 9.6 MB round trip
+/// through the `identity` model took 24–27 ms vs 11–18 ms with dynamic thresholds on the dev VM.
+/// Lowering the threshold only while versions load or unload (plus 2 s) still left occasional
+/// +8..16 MiB peaks, so the setting is global. Operators' MALLOC_* variables win.
 pub fn tune_malloc(arenas: usize, trim_threshold_mib: usize) {
     if arenas > 0 && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         set_malloc_option(libc::M_ARENA_MAX, arenas);

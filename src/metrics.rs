@@ -47,6 +47,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub topology_reloads: IntCounterVec,
     pub warmup_inferences: IntCounterVec,
+    pub tensor_handover: IntCounterVec,
     batch_size: HistogramVec,
     batch_wait_us: HistogramVec,
 }
@@ -215,6 +216,12 @@ impl Metrics {
                 "vinoserve_warmup_inferences_total",
                 "Inferences run to warm a version up before it serves: the samples of its warm-up file, or one on zeros for a model whose inputs are all static.",
                 VERSION,
+            ),
+            tensor_handover: counter(
+                &r,
+                "vinoserve_tensor_handover_total",
+                "How tensors reached or left OpenVINO in this process, by direction (input, output) and mode: in_place (OpenVINO read the request's own bytes, or wrote into the response's buffer), copied (too small to be worth lending, or an output of dynamic shape), copied_misaligned (an input whose bytes were not aligned for its element type within the received body).",
+                &["direction", "mode"],
             ),
             batch_size: histogram(
                 &r,

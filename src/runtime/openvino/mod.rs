@@ -1,17 +1,19 @@
 //! The OpenVINO backend: reads every format OpenVINO reads (IR, ONNX, TensorFlow SavedModel,
 //! TFLite, PaddlePaddle), reshapes, compiles on CPU with the model's properties, and runs one
-//! `InferRequest` per worker thread.
+//! `InferRequest` per worker thread (`executor`: inputs and outputs in place where they can be).
 
+mod executor;
+mod host_tensor;
 pub mod library;
 
 use super::files::ModelFiles;
 use super::{Backend, Executor, LoadSpec, LoadedModel, Reshape};
 use crate::error::BackendError;
-use crate::serving::validate::ValidatedInputs;
-use crate::tensor::{DataType, Signature, Tensor, TensorSpec};
+use crate::tensor::{DataType, Signature, TensorSpec};
+use executor::{OpenVinoExecutor, IN_PLACE_MIN_BYTES};
 use openvino::{
-    CompiledModel, Core, DeviceType, Dimension, ElementType, InferRequest, Model, Node,
-    PartialShape, PropertyKey, RwPropertyKey, Shape,
+    CompiledModel, Core, DeviceType, Dimension, ElementType, Model, Node, PartialShape,
+    PropertyKey, RwPropertyKey,
 };
 use std::collections::BTreeMap;
 
@@ -156,6 +158,12 @@ fn reshape(model: &mut Model, reshape: &Reshape) -> Result<(), BackendError> {
 
 impl Backend for OpenVinoBackend {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LoadedModel>, BackendError> {
+        Ok(Box::new(self.load_model(spec)?))
+    }
+}
+
+impl OpenVinoBackend {
+    fn load_model(&self, spec: &LoadSpec) -> Result<OpenVinoModel, BackendError> {
         if spec.device != "CPU" {
             return Err(BackendError::Unsupported(format!(
                 "target_device {} (only CPU is served)",
@@ -198,10 +206,11 @@ impl Backend for OpenVinoBackend {
                     device: spec.device.clone(),
                     reason: e.to_string(),
                 })?;
-        Ok(Box::new(OpenVinoModel {
+        Ok(OpenVinoModel {
             compiled,
             signature,
-        }))
+            in_place_min_bytes: IN_PLACE_MIN_BYTES,
+        })
     }
 }
 
@@ -256,9 +265,19 @@ impl Drop for OwnedPort {
 struct OpenVinoModel {
     compiled: CompiledModel,
     signature: Signature,
+    /// Inputs and outputs of at least this many bytes are lent in place (see `executor`).
+    in_place_min_bytes: usize,
 }
 
 impl OpenVinoModel {
+    fn executor(&mut self) -> Result<OpenVinoExecutor, BackendError> {
+        let request = self
+            .compiled
+            .create_infer_request()
+            .map_err(runtime("create infer request"))?;
+        OpenVinoExecutor::new(request, &self.signature, self.in_place_min_bytes)
+    }
+
     fn property(&self, key: &str) -> Option<String> {
         self.compiled
             .get_property(&PropertyKey::Other(key.to_string().into()))
@@ -287,120 +306,9 @@ impl LoadedModel for OpenVinoModel {
     }
 
     fn create_executor(&mut self) -> Result<Box<dyn Executor>, BackendError> {
-        let request = self
-            .compiled
-            .create_infer_request()
-            .map_err(runtime("create infer request"))?;
-        Ok(Box::new(OpenVinoExecutor {
-            request,
-            input_names: self
-                .signature
-                .inputs
-                .iter()
-                .map(|s| s.name.clone())
-                .collect(),
-            dynamic: self
-                .signature
-                .inputs
-                .iter()
-                .map(TensorSpec::is_dynamic)
-                .collect(),
-        }))
+        Ok(Box::new(self.executor()?))
     }
 }
 
-struct OpenVinoExecutor {
-    request: InferRequest,
-    input_names: Vec<String>,
-    dynamic: Vec<bool>,
-}
-
-fn infer_error(e: openvino::InferenceError) -> BackendError {
-    BackendError::Infer(e.to_string())
-}
-
-impl OpenVinoExecutor {
-    /// Copies the inputs into the request's tensors (the one copy of the input) and infers.
-    fn run(&mut self, inputs: &ValidatedInputs) -> Result<(), BackendError> {
-        for ((tensor, name), dynamic) in inputs
-            .tensors()
-            .iter()
-            .zip(&self.input_names)
-            .zip(&self.dynamic)
-        {
-            if tensor.dtype == DataType::Bytes {
-                return Err(BackendError::Unsupported(format!(
-                    "input {name} takes strings"
-                )));
-            }
-            let mut target = self.request.get_tensor(name).map_err(infer_error)?;
-            if *dynamic {
-                let dims: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-                let shape = Shape::new(&dims).map_err(infer_error)?;
-                // `set_shape` hands back a second owner of the same C tensor; forget it so the
-                // tensor is freed once, by `target`.
-                std::mem::forget(target.set_shape(&shape).map_err(infer_error)?);
-            }
-            target
-                .get_raw_data_mut()
-                .map_err(infer_error)?
-                .copy_from_slice(tensor.raw_bytes());
-        }
-        self.request.infer().map_err(infer_error)
-    }
-
-    /// Output `index` of the last inference, as OpenVINO holds it.
-    fn output(
-        &self,
-        index: usize,
-    ) -> Result<(DataType, Vec<usize>, openvino::Tensor), BackendError> {
-        let out = self
-            .request
-            .get_output_tensor_by_index(index)
-            .map_err(infer_error)?;
-        let element = out.get_element_type().map_err(infer_error)?;
-        let dtype = data_type(element)
-            .ok_or_else(|| BackendError::Unsupported(format!("output element type {element:?}")))?;
-        let shape = out
-            .get_shape()
-            .map_err(infer_error)?
-            .get_dimensions()
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
-        Ok((dtype, shape, out))
-    }
-}
-
-impl Executor for OpenVinoExecutor {
-    fn infer(
-        &mut self,
-        inputs: &ValidatedInputs,
-        outputs: &[usize],
-    ) -> Result<Vec<Tensor>, BackendError> {
-        self.run(inputs)?;
-        outputs
-            .iter()
-            .map(|&index| {
-                let (dtype, shape, out) = self.output(index)?;
-                // The one copy of the output: from OpenVINO's tensor into the response buffer.
-                let bytes = bytes::Bytes::copy_from_slice(out.get_raw_data().map_err(infer_error)?);
-                Ok(Tensor::raw(dtype, shape, bytes))
-            })
-            .collect()
-    }
-
-    fn infer_with(
-        &mut self,
-        inputs: &ValidatedInputs,
-        outputs: &[usize],
-        sink: &mut crate::runtime::OutputSink<'_>,
-    ) -> Result<(), BackendError> {
-        self.run(inputs)?;
-        for &index in outputs {
-            let (dtype, shape, out) = self.output(index)?;
-            sink(dtype, &shape, out.get_raw_data().map_err(infer_error)?)?;
-        }
-        Ok(())
-    }
-}
+#[cfg(test)]
+mod tests;
