@@ -8,7 +8,9 @@
 //! swaps, metrics and errors work the same whether a model runs here or in a worker.
 
 pub mod affinity;
+mod descriptor;
 mod group;
+mod mailbox;
 mod remote;
 pub mod shm;
 pub mod wire;
