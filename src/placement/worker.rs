@@ -30,10 +30,21 @@ pub const LISTENER_FD: i32 = 3;
 
 type Shared = Arc<Mutex<Box<dyn LoadedModel>>>;
 
-#[derive(Default)]
 struct Models {
+    /// OpenVINO in a real worker; the fake backend in tests of the protocol.
+    backend: Box<dyn Backend + Send + Sync>,
     loaded: Mutex<HashMap<u64, Shared>>,
     next_id: AtomicU64,
+}
+
+impl Models {
+    fn new(backend: Box<dyn Backend + Send + Sync>) -> Models {
+        Models {
+            backend,
+            loaded: Mutex::default(),
+            next_id: AtomicU64::default(),
+        }
+    }
 }
 
 pub fn run(args: &WorkerArgs) -> ExitCode {
@@ -69,7 +80,7 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let models = Arc::new(Models::default());
+    let models = Arc::new(Models::new(Box::new(OpenVinoBackend)));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -118,7 +129,7 @@ fn hold_model(
     stream: &UnixStream,
     spec: &crate::runtime::LoadSpec,
 ) -> Result<(), BackendError> {
-    let loaded = OpenVinoBackend.load(spec)?;
+    let loaded = models.backend.load(spec)?;
     let id = models.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = FromWorker::Loaded {
         model: id,
@@ -317,3 +328,6 @@ impl AsRef<[u8]> for SharedSlice {
 fn runtime(e: std::io::Error) -> BackendError {
     BackendError::Runtime(e.to_string())
 }
+
+#[cfg(test)]
+mod tests;
