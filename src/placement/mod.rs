@@ -13,7 +13,9 @@
 //! a new version does (loaded in the new group, published, old ones drained).
 
 pub mod affinity;
+mod descriptor;
 mod group;
+mod mailbox;
 mod remote;
 pub mod shm;
 pub mod wire;

@@ -1,9 +1,10 @@
 //! Tensor bytes between the server and a placement worker: memfd shared memory.
 //!
-//! Each executor connection has two regions. The server writes inputs into one it created; the
-//! worker writes outputs into one it created. Whoever needs a bigger region makes a new memfd and
-//! passes its descriptor with the next message, so a region is written by one side only and read
-//! by the other only while the request/response exchange on that connection says it may.
+//! Each executor connection has two regions. The server writes inputs (and the request's
+//! `descriptor`) into one it created; the worker writes outputs (and theirs) into one it created.
+//! Whoever needs a bigger region makes a new memfd and passes it on the executor's socket before
+//! the `mailbox` message that uses it, so a region is written by one side only and read by the
+//! other only while the request/response exchange on that executor says it may.
 
 use memmap2::MmapMut;
 use std::fs::File;

@@ -1,13 +1,14 @@
-//! The server ↔ placement worker protocol: length-prefixed JSON messages on a Unix stream
-//! socket, optionally carrying one file descriptor (a shared-memory region, see `shm`).
+//! The server ↔ placement worker control protocol: length-prefixed JSON messages on a Unix
+//! stream socket, optionally carrying file descriptors (shared-memory regions, eventfds).
 //!
-//! Headers are small (names, shapes, offsets); tensor bytes never go through the socket. One
-//! connection per loaded model (its lifetime is the model's) and one per executor (strictly
-//! request → response, so neither side needs to match replies to requests).
+//! One connection per loaded model (its lifetime is the model's) and one per executor. Infer
+//! requests do not use it: they go through the executor's `mailbox` (shared memory, binary
+//! `descriptor`s); its socket carries only what is rare (a new tensor region, an error) and,
+//! by closing, says that the other side is gone.
 
 use crate::error::BackendError;
 use crate::runtime::LoadSpec;
-use crate::tensor::{DataType, Signature};
+use crate::tensor::Signature;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -22,15 +23,11 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub enum ToWorker {
     /// First message of a model connection.
     Load(LoadSpec),
-    /// First message of an executor connection: create an infer request of this model.
+    /// First message of an executor connection: create an infer request of this model. The
+    /// executor's mailbox descriptors are attached (see `Mailbox::fds`).
     Attach { model: u64 },
-    /// Run one inference. Inputs are in the server's input region (a new one is attached to
-    /// this message when `new_region`).
-    Infer {
-        inputs: Vec<Slot>,
-        outputs: Vec<usize>,
-        new_region: bool,
-    },
+    /// The server's new input region is attached; the next request's descriptor is in it.
+    InputRegion,
 }
 
 /// From a worker to the server.
@@ -43,41 +40,35 @@ pub enum FromWorker {
         optimal_infer_requests: usize,
     },
     Attached,
-    /// Outputs in the worker's output region (a new one is attached when `new_region`).
-    Outputs {
-        tensors: Vec<Slot>,
-        new_region: bool,
-    },
+    /// The worker's new output region is attached; the next answer's descriptor is in it.
+    OutputRegion,
     Failed(BackendError),
-}
-
-/// Where one tensor lies in a region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slot {
-    pub dtype: DataType,
-    pub shape: Vec<usize>,
-    pub offset: usize,
-    pub len: usize,
 }
 
 /// Sends `message`, with `fd` attached to its first byte when given.
 pub fn send<T: Serialize>(stream: &UnixStream, message: &T, fd: Option<RawFd>) -> io::Result<()> {
+    send_fds(stream, message, fd.as_slice())
+}
+
+/// Sends `message` with `fds` (at most [`MAX_FDS`]) attached to its first byte.
+pub fn send_fds<T: Serialize>(stream: &UnixStream, message: &T, fds: &[RawFd]) -> io::Result<()> {
     // The length goes in front once the body is written: one buffer, no second copy.
     let mut frame = vec![0u8; 4];
     serde_json::to_writer(&mut frame, message).map_err(io::Error::other)?;
     let len = (frame.len() - 4) as u32;
     frame[..4].copy_from_slice(&len.to_le_bytes());
-    let sent = match fd {
-        Some(fd) => send_with_fd(stream, &frame, fd)?,
-        None => 0,
+    let sent = if fds.is_empty() {
+        0
+    } else {
+        send_with_fds(stream, &frame, fds)?
     };
     (&*stream).write_all(&frame[sent..])
 }
 
-/// Receives one message and the descriptor attached to it, if any. `Ok(None)` on a clean close.
-pub fn recv<T: DeserializeOwned>(stream: &UnixStream) -> io::Result<Option<(T, Option<OwnedFd>)>> {
+/// Receives one message and the descriptors attached to it. `Ok(None)` on a clean close.
+pub fn recv<T: DeserializeOwned>(stream: &UnixStream) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut header = [0u8; 4];
-    let (got, fd) = recv_with_fd(stream, &mut header)?;
+    let (got, fds) = recv_with_fds(stream, &mut header)?;
     if got == 0 {
         return Ok(None);
     }
@@ -92,39 +83,58 @@ pub fn recv<T: DeserializeOwned>(stream: &UnixStream) -> io::Result<Option<(T, O
     let mut body = vec![0u8; len];
     (&*stream).read_exact(&mut body)?;
     let message = serde_json::from_slice(&body).map_err(io::Error::other)?;
-    Ok(Some((message, fd)))
+    Ok(Some((message, fds)))
 }
 
-/// Room for one descriptor's control message.
-const CMSG_SPACE: usize = 32;
+/// Most descriptors one message carries (an executor's mailbox: its block and two eventfds).
+pub const MAX_FDS: usize = 3;
+
+/// Room for one control message of `MAX_FDS` descriptors (CMSG_SPACE: a 16-byte header and
+/// the descriptors, rounded up to 8 bytes).
+const CMSG_SPACE: usize = 16 + (MAX_FDS * 4).div_ceil(8) * 8;
+
+/// A control-message buffer, aligned as the `cmsghdr` the CMSG_* macros read in it.
+#[repr(C, align(8))]
+struct Control([u8; CMSG_SPACE]);
 
 /// A message header over one buffer and one control-message buffer, both owned by the caller.
-fn message(iov: &mut libc::iovec, control: &mut [u8; CMSG_SPACE]) -> libc::msghdr {
+fn message(iov: &mut libc::iovec, control: &mut Control) -> libc::msghdr {
     // SAFETY: msghdr is plain data; all-zero is its empty value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = control.len();
+    msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = CMSG_SPACE;
     msg
 }
 
-fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<usize> {
+fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other(format!(
+            "{} descriptors in one message, at most {MAX_FDS}",
+            fds.len()
+        )));
+    }
+    let fds_len = std::mem::size_of_val(fds) as u32;
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
-    let mut control = [0u8; CMSG_SPACE];
+    let mut control = Control([0; CMSG_SPACE]);
     let mut msg = message(&mut iov, &mut control);
     // SAFETY: every pointer in msg refers to a live local buffer, and the CMSG_* macros stay
-    // within `control`, which is large enough for one int.
+    // within `control`, which is large enough for MAX_FDS ints (checked above).
     unsafe {
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        msg.msg_controllen = libc::CMSG_SPACE(fds_len) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fds_len) as usize;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr() as *const u8,
+            libc::CMSG_DATA(cmsg),
+            fds_len as usize,
+        );
         let sent = libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
         if sent < 0 {
             return Err(io::Error::last_os_error());
@@ -133,12 +143,12 @@ fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<usiz
     }
 }
 
-fn recv_with_fd(stream: &UnixStream, bytes: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+fn recv_with_fds(stream: &UnixStream, bytes: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_mut_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
-    let mut control = [0u8; CMSG_SPACE];
+    let mut control = Control([0; CMSG_SPACE]);
     let mut msg = message(&mut iov, &mut control);
     let got = loop {
         // SAFETY: msg points at live local buffers; MSG_CMSG_CLOEXEC keeps a received
@@ -152,20 +162,30 @@ fn recv_with_fd(stream: &UnixStream, bytes: &mut [u8]) -> io::Result<(usize, Opt
             return Err(e);
         }
     };
-    let mut fd = None;
-    // SAFETY: the kernel filled `control` and set msg_controllen; a received descriptor is
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` and set msg_controllen; each received descriptor is
     // owned exactly once.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
-                fd = Some(OwnedFd::from_raw_fd(raw));
+                let data = libc::CMSG_DATA(cmsg);
+                let count = ((*cmsg).cmsg_len as usize - (data as usize - cmsg as usize))
+                    / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    let raw = std::ptr::read_unaligned((data as *const RawFd).add(i));
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    Ok((got, fd))
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other(format!(
+            "more than {MAX_FDS} descriptors sent with one message"
+        )));
+    }
+    Ok((got, fds))
 }
 
 #[cfg(test)]
@@ -181,14 +201,36 @@ mod tests {
         let message = ToWorker::Attach { model: 7 };
         send(&a, &message, Some(region.fd())).unwrap();
         send(&a, &FromWorker::Attached, None).unwrap();
-        let (got, fd) = recv::<ToWorker>(&b).unwrap().unwrap();
+        let (got, fds) = recv::<ToWorker>(&b).unwrap().unwrap();
         assert!(matches!(got, ToWorker::Attach { model: 7 }));
-        let shared = Region::open(fd.expect("descriptor attached")).unwrap();
+        let shared = Region::open(fds.into_iter().next().expect("descriptor attached")).unwrap();
         assert_eq!(&shared.bytes()[..5], b"hello");
-        let (got, fd) = recv::<FromWorker>(&b).unwrap().unwrap();
-        assert!(matches!(got, FromWorker::Attached) && fd.is_none());
+        let (got, fds) = recv::<FromWorker>(&b).unwrap().unwrap();
+        assert!(matches!(got, FromWorker::Attached) && fds.is_empty());
         drop(a);
         assert!(recv::<FromWorker>(&b).unwrap().is_none());
+    }
+
+    #[test]
+    fn three_descriptors_cross_in_order() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let regions: Vec<Region> = (0..MAX_FDS)
+            .map(|i| {
+                let mut region = Region::create(10).unwrap();
+                region.bytes_mut()[0] = i as u8;
+                region
+            })
+            .collect();
+        let fds: Vec<RawFd> = regions.iter().map(Region::fd).collect();
+        send_fds(&a, &ToWorker::InputRegion, &fds).unwrap();
+        let (_, got) = recv::<ToWorker>(&b).unwrap().unwrap();
+        let firsts: Vec<u8> = got
+            .into_iter()
+            .map(|fd| Region::open(fd).unwrap().bytes()[0])
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 2]);
+        let e = send_fds(&a, &ToWorker::InputRegion, &[fds[0]; MAX_FDS + 1]).unwrap_err();
+        assert!(e.to_string().contains("at most 3"), "{e}");
     }
 
     #[test]

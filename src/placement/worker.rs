@@ -4,10 +4,13 @@
 //! process mask once when its CPU plugin starts, sizes and pins itself to those CPUs — see
 //! docs/placement-experiments.md) and with the listening socket on descriptor 3. Here we bind
 //! memory to the group's NUMA node before anything is allocated for a model, load OpenVINO, and
-//! serve the `wire` protocol: one thread per connection.
+//! serve the `wire` protocol: one thread per connection; an executor's thread then takes its
+//! requests from its `mailbox`.
 
+use super::descriptor::{self, Slot};
+use super::mailbox::{self, Mailbox, Message};
 use super::shm::{self, Region};
-use super::wire::{self, FromWorker, Slot, ToWorker};
+use super::wire::{self, FromWorker, ToWorker};
 use crate::config::WorkerArgs;
 use crate::error::BackendError;
 use crate::runtime::openvino::{library, OpenVinoBackend};
@@ -15,21 +18,33 @@ use crate::runtime::{Backend, Executor, LoadedModel};
 use crate::serving::validate::ValidatedInputs;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Where the server puts the listening socket in the worker.
 pub const LISTENER_FD: i32 = 3;
 
 type Shared = Arc<Mutex<Box<dyn LoadedModel>>>;
 
-#[derive(Default)]
 struct Models {
+    /// OpenVINO in a real worker; the fake backend in tests of the protocol.
+    backend: Box<dyn Backend + Send + Sync>,
     loaded: Mutex<HashMap<u64, Shared>>,
     next_id: AtomicU64,
+}
+
+impl Models {
+    fn new(backend: Box<dyn Backend + Send + Sync>) -> Models {
+        Models {
+            backend,
+            loaded: Mutex::default(),
+            next_id: AtomicU64::default(),
+        }
+    }
 }
 
 pub fn run(args: &WorkerArgs) -> ExitCode {
@@ -65,7 +80,7 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let models = Arc::new(Models::default());
+    let models = Arc::new(Models::new(Box::new(OpenVinoBackend)));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -88,8 +103,8 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
 }
 
 fn serve_connection(models: &Models, stream: UnixStream) {
-    let first = match wire::recv::<ToWorker>(&stream) {
-        Ok(Some((message, _))) => message,
+    let (first, fds) = match wire::recv::<ToWorker>(&stream) {
+        Ok(Some(message)) => message,
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(error = %e, "placement worker: unreadable first message");
@@ -98,9 +113,9 @@ fn serve_connection(models: &Models, stream: UnixStream) {
     };
     let result = match first {
         ToWorker::Load(spec) => hold_model(models, &stream, &spec),
-        ToWorker::Attach { model } => run_executor(models, &stream, model),
-        ToWorker::Infer { .. } => Err(BackendError::Runtime(
-            "infer before attach on a placement worker connection".into(),
+        ToWorker::Attach { model } => run_executor(models, &stream, model, fds),
+        ToWorker::InputRegion => Err(BackendError::Runtime(
+            "input region before attach on a placement worker connection".into(),
         )),
     };
     if let Err(e) = result {
@@ -114,7 +129,7 @@ fn hold_model(
     stream: &UnixStream,
     spec: &crate::runtime::LoadSpec,
 ) -> Result<(), BackendError> {
-    let loaded = OpenVinoBackend.load(spec)?;
+    let loaded = models.backend.load(spec)?;
     let id = models.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = FromWorker::Loaded {
         model: id,
@@ -139,7 +154,18 @@ fn hold_model(
     Ok(())
 }
 
-fn run_executor(models: &Models, stream: &UnixStream, id: u64) -> Result<(), BackendError> {
+/// How long an executor thread polls for the server's next request after answering one before
+/// it sleeps: a client that sends request after request (the case where the hop's cost shows)
+/// finds it awake, and the CPUs it polls on are its model's own.
+const SPIN_FOR_REQUEST: Duration = Duration::from_micros(100);
+
+fn run_executor(
+    models: &Models,
+    stream: &UnixStream,
+    id: u64,
+    fds: Vec<OwnedFd>,
+) -> Result<(), BackendError> {
+    let mut mailbox = Mailbox::open(fds).map_err(runtime)?;
     let model = models
         .loaded
         .lock()
@@ -148,29 +174,38 @@ fn run_executor(models: &Models, stream: &UnixStream, id: u64) -> Result<(), Bac
         .cloned()
         .ok_or_else(|| BackendError::Runtime(format!("no model {id} in this placement worker")))?;
     let executor = model.lock().expect("model lock").create_executor()?;
-    wire::send(stream, &FromWorker::Attached, None)
-        .map_err(|e| BackendError::Runtime(e.to_string()))?;
+    wire::send(stream, &FromWorker::Attached, None).map_err(runtime)?;
     let mut session = Session {
         executor,
         inputs: None,
         outputs: None,
+        outputs_shared: false,
+        descriptor: Vec::new(),
+        stream,
     };
     loop {
-        let (message, fd) = match wire::recv::<ToWorker>(stream) {
-            Ok(Some(m)) => m,
+        let request = match mailbox.wait(stream.as_fd(), SPIN_FOR_REQUEST) {
+            Ok(Some(request)) => request,
+            // The server dropped the executor (or exited).
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "placement worker: executor connection failed");
+                tracing::warn!(error = %e, "placement worker: executor mailbox failed");
                 break;
             }
         };
-        let (reply, fd) = match session.handle(message, fd) {
-            Ok((reply, fd)) => (reply, fd),
-            Err(e) => (FromWorker::Failed(e), None),
+        let answer = match session.handle(request) {
+            Ok(answer) => answer,
+            Err(e) => {
+                if wire::send(stream, &FromWorker::Failed(e), None).is_err() {
+                    break;
+                }
+                Message {
+                    flags: mailbox::FAILED,
+                    ..Message::default()
+                }
+            }
         };
-        if wire::send(stream, &reply, fd).is_err() {
-            break;
-        }
+        mailbox.post(answer);
     }
     // The infer request goes before the model it belongs to.
     drop(session);
@@ -179,40 +214,56 @@ fn run_executor(models: &Models, stream: &UnixStream, id: u64) -> Result<(), Bac
 }
 
 /// One executor connection's state.
-struct Session {
+struct Session<'a> {
     executor: Box<dyn Executor>,
     inputs: Option<Arc<Region>>,
     outputs: Option<Region>,
+    /// Whether the server has the current output region.
+    outputs_shared: bool,
+    /// The answer's descriptor, encoded here before it goes into the output region.
+    descriptor: Vec<u8>,
+    /// Where new regions and errors go, and the server's new input regions come from.
+    stream: &'a UnixStream,
 }
 
-impl Session {
-    fn handle(
-        &mut self,
-        message: ToWorker,
-        fd: Option<std::os::fd::OwnedFd>,
-    ) -> Result<(FromWorker, Option<std::os::fd::RawFd>), BackendError> {
-        let ToWorker::Infer {
-            inputs,
-            outputs,
-            new_region,
-        } = message
-        else {
-            return Err(BackendError::Runtime("only Infer may follow Attach".into()));
-        };
-        if new_region {
-            let fd = fd.ok_or_else(|| {
-                BackendError::Runtime("new input region without a descriptor".into())
-            })?;
+impl Session<'_> {
+    /// Runs the request a message announces; the message that announces its answer.
+    fn handle(&mut self, request: Message) -> Result<Message, BackendError> {
+        if request.flags & mailbox::NEW_REGION != 0 {
+            // Sent just before the request was posted: already waiting on the socket.
+            let fd = match wire::recv::<ToWorker>(self.stream).map_err(runtime)? {
+                Some((ToWorker::InputRegion, fds)) => fds.into_iter().next(),
+                _ => None,
+            }
+            .ok_or_else(|| BackendError::Runtime("new input region without a descriptor".into()))?;
             self.inputs = Some(Arc::new(Region::open(fd).map_err(runtime)?));
         }
+        let region = self
+            .inputs
+            .clone()
+            .ok_or_else(|| BackendError::Runtime("request before any input region".into()))?;
+        let described = usize::try_from(request.at)
+            .ok()
+            .zip(usize::try_from(request.len).ok())
+            .and_then(|(at, len)| region.bytes().get(at..at.checked_add(len)?))
+            .ok_or_else(|| {
+                BackendError::Runtime(format!(
+                    "request {}..+{} outside the {}-byte input region",
+                    request.at,
+                    request.len,
+                    region.len()
+                ))
+            })?;
+        let (inputs, outputs) = descriptor::decode_request(described, region.len())
+            .map_err(|e| BackendError::Runtime(format!("request descriptor: {e}")))?;
         let tensors = inputs
             .into_iter()
-            .map(|slot| self.input(slot))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|slot| input(&region, slot))
+            .collect();
         // Outputs go from OpenVINO's tensors straight into shared memory.
         let mut appender = shm::Appender::new(&mut self.outputs);
         let mut slots = Vec::with_capacity(outputs.len());
-        self.executor.infer_with(
+        let ran = self.executor.infer_with(
             &ValidatedInputs::trusted(tensors),
             &outputs,
             &mut |dtype, shape, bytes| {
@@ -225,44 +276,40 @@ impl Session {
                 });
                 Ok(())
             },
-        )?;
-        let new_region = appender.replaced();
-        let fd = match (&self.outputs, new_region) {
-            (Some(region), true) => Some(region.fd()),
-            _ => None,
-        };
-        let reply = FromWorker::Outputs {
-            tensors: slots,
-            new_region,
-        };
-        Ok((reply, fd))
-    }
-
-    /// A tensor whose bytes stay in the shared region (no copy before OpenVINO's own).
-    fn input(&self, slot: Slot) -> Result<Tensor, BackendError> {
-        let region = self
-            .inputs
-            .clone()
-            .ok_or_else(|| BackendError::Runtime("input before any input region".into()))?;
-        if slot
-            .offset
-            .checked_add(slot.len)
-            .is_none_or(|end| end > region.len())
-        {
-            return Err(BackendError::Runtime(format!(
-                "input {}..+{} outside the {}-byte region",
-                slot.offset,
-                slot.len,
-                region.len()
-            )));
+        );
+        self.descriptor.clear();
+        descriptor::encode_slots(&slots, &mut self.descriptor);
+        let at = ran.and_then(|()| appender.push(&self.descriptor).map_err(runtime));
+        // A region replaced by a request that then failed is still new to the server.
+        if appender.replaced() {
+            self.outputs_shared = false;
         }
-        let bytes = bytes::Bytes::from_owner(SharedSlice {
-            region,
-            offset: slot.offset,
-            len: slot.len,
-        });
-        Ok(Tensor::raw(slot.dtype, slot.shape, bytes))
+        let at = at?;
+        let mut flags = 0;
+        if !self.outputs_shared {
+            let region = self.outputs.as_ref().expect("the appender made one");
+            wire::send(self.stream, &FromWorker::OutputRegion, Some(region.fd()))
+                .map_err(runtime)?;
+            self.outputs_shared = true;
+            flags |= mailbox::NEW_REGION;
+        }
+        Ok(Message {
+            flags,
+            at: at as u64,
+            len: self.descriptor.len() as u64,
+        })
     }
+}
+
+/// A tensor whose bytes stay in the shared region (no copy before OpenVINO's own); the
+/// descriptor's decoding checked that the slot lies inside the region.
+fn input(region: &Arc<Region>, slot: Slot) -> Tensor {
+    let bytes = bytes::Bytes::from_owner(SharedSlice {
+        region: region.clone(),
+        offset: slot.offset,
+        len: slot.len,
+    });
+    Tensor::raw(slot.dtype, slot.shape, bytes)
 }
 
 /// A window of a shared region, kept mapped while a tensor points into it.
@@ -281,3 +328,6 @@ impl AsRef<[u8]> for SharedSlice {
 fn runtime(e: std::io::Error) -> BackendError {
     BackendError::Runtime(e.to_string())
 }
+
+#[cfg(test)]
+mod tests;
