@@ -267,13 +267,13 @@ else:
 measure() {
     local round=$1 side=$2 flags
     case "$side" in
-        mlp_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp --input x --shape 1,512 --clients $MLP_CLIENTS) ;;
-        mlp_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp_batched --input x --shape 1,512 --clients $MLP_CLIENTS) ;;
-        mlp_triton) flags=(--kserve "127.0.0.1:$tr_grpc" --model mlp --input x --shape 1,512 --clients $MLP_CLIENTS) ;;
-        mlp_raw_b1) flags=(--raw "$mlp_xml" --shape 1,512 --clients 1) ;;
-        mlp_raw_b32) flags=(--raw "$mlp_xml" --shape 32,512 --clients 1) ;;
-        resnet_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet --input input --shape 1,224,224,3 --clients $RESNET_CLIENTS) ;;
-        resnet_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet_batched --input input --shape 1,224,224,3 --clients $RESNET_CLIENTS) ;;
+        mlp_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
+        mlp_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp_batched --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
+        mlp_triton) flags=(--kserve "127.0.0.1:$tr_grpc" --model mlp --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
+        mlp_raw_b1) flags=(--raw "$mlp_xml" --shape "1,512" --clients 1) ;;
+        mlp_raw_b32) flags=(--raw "$mlp_xml" --shape "32,512" --clients 1) ;;
+        resnet_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet --input input --shape "1,224,224,3" --clients "$RESNET_CLIENTS") ;;
+        resnet_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet_batched --input input --shape "1,224,224,3" --clients "$RESNET_CLIENTS") ;;
     esac
     local before after load
     before=$(batch_counters "$side")
