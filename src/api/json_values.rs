@@ -63,6 +63,63 @@ impl Leaf<'_> {
     }
 }
 
+/// Any JSON value, read as a `serde_json::Value` would be (so syntax errors, and their places in
+/// `serde_path_to_error` paths, are the same) and dropped. `IgnoredAny` is cheaper (it does not
+/// convert numbers) but words some syntax errors differently.
+pub(crate) struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Skip, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+pub(crate) struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+}
+
 /// A string value, or `None` for any other value (which is read and dropped).
 pub(crate) struct MaybeString(pub Option<String>);
 
@@ -93,10 +150,10 @@ impl<'de> Deserialize<'de> for MaybeString {
                 Ok(MaybeString(None))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeString, A::Error> {
-                IgnoredAny.visit_seq(seq).map(|_| MaybeString(None))
+                SkipVisitor.visit_seq(seq).map(|_| MaybeString(None))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeString, A::Error> {
-                IgnoredAny.visit_map(map).map(|_| MaybeString(None))
+                SkipVisitor.visit_map(map).map(|_| MaybeString(None))
             }
         }
         deserializer.deserialize_any(V)

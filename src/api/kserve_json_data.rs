@@ -5,7 +5,7 @@
 //! each `data` into a [`Column`] of the client's `datatype` and `shape`, which may come after
 //! `data` in the object.
 
-use crate::api::json_values::{check_count, Column, FlatSeed, ValueSeed};
+use crate::api::json_values::{check_count, Column, FlatSeed, SkipVisitor, ValueSeed};
 use crate::api::kserve_codec::{datatype, shape};
 use crate::error::ServeError;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -42,7 +42,7 @@ impl<'de> Visitor<'de> for FormVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DataForm, A::Error> {
-        IgnoredAny.visit_map(map)?;
+        SkipVisitor.visit_map(map)?;
         Ok(DataForm { flat: false })
     }
 
@@ -90,12 +90,12 @@ impl<'de> Visitor<'de> for IsListVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IsList, A::Error> {
-        IgnoredAny.visit_seq(seq)?;
+        SkipVisitor.visit_seq(seq)?;
         Ok(IsList(true))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IsList, A::Error> {
-        IgnoredAny.visit_map(map)?;
+        SkipVisitor.visit_map(map)?;
         Ok(IsList(false))
     }
 

@@ -1,13 +1,13 @@
 //! Decoding a TFS REST `:predict` body, in two passes over the bytes and without a value tree.
 //!
-//! Pass 1 reads the envelope and skips the numbers (`IgnoredAny`: nothing is kept): it finds JSON
+//! Pass 1 reads the envelope and drops the values as it reads them (nothing is kept): it finds JSON
 //! syntax errors, the layout (`instances` or `inputs`), `signature_name`, and whether every
 //! row-format instance has the form of instance 0 and names every input, answering each problem
 //! as the tree-walking decoder did. Pass 2 reads the values of the layout straight into tensor
-//! bytes ([`crate::api::json_values`]). Pass 1 costs a fraction of pass 2 (no number is
-//! converted, nothing allocated per element), and lets pass 2 read each row once, knowing its form.
+//! bytes ([`crate::api::json_values`]). Pass 1 allocates nothing per element, and lets pass 2 read
+//! each row once, knowing its form; pass 2 cannot meet a syntax error.
 
-use crate::api::json_values::{Column, Mark, MaybeString, ValueSeed};
+use crate::api::json_values::{Column, Mark, MaybeString, Skip, SkipVisitor, ValueSeed};
 use crate::api::tfs_json::{DecodedPredict, JsonFormat};
 use crate::error::ServeError;
 use crate::tensor::{Signature, TensorSpec};
@@ -80,9 +80,11 @@ fn plan(body: &[u8], model: &str, signature: &Signature) -> Result<Plan, ServeEr
     parser.end().map_err(syntax)?;
     let mut envelope = match envelope {
         Envelope::Object(object) => object,
-        Envelope::Other(kind) => return Err(ServeError::invalid(format!(
+        Envelope::Other(kind) => {
+            return Err(ServeError::invalid(format!(
             "The request body must be a JSON object with \"instances\" or \"inputs\"; got {kind}"
-        ))),
+        )))
+        }
     };
     let signature_name = match envelope.signature_name.take() {
         None => None,
@@ -181,7 +183,7 @@ impl<'de> Visitor<'de> for Context<'_> {
                     members.inputs = Some(self.columns(form).map(|named| (named, seen.1)));
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                     members.keys.insert(key);
                 }
             }
@@ -190,7 +192,7 @@ impl<'de> Visitor<'de> for Context<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Envelope, A::Error> {
-        IgnoredAny.visit_seq(seq)?;
+        SkipVisitor.visit_seq(seq)?;
         Ok(Envelope::Other("a list"))
     }
 
@@ -333,7 +335,7 @@ impl<'de> Visitor<'de> for FormVisitor {
             if key == "b64" {
                 b64_is_text = map.next_value::<MaybeString>()?.0.is_some();
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Skip>()?;
             }
             keys.insert(key);
         }
@@ -345,7 +347,7 @@ impl<'de> Visitor<'de> for FormVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Form, A::Error> {
-        IgnoredAny.visit_seq(seq)?;
+        SkipVisitor.visit_seq(seq)?;
         Ok(Form::Other("a list"))
     }
 
@@ -431,12 +433,12 @@ impl<'de> Visitor<'de> for FormOrRows<'_> {
             i += 1;
         }
         // After a problem the rest is only checked for syntax.
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Skip>()?.is_some() {}
         Ok(Rows::List(result))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Rows, A::Error> {
-        IgnoredAny.visit_map(map)?;
+        SkipVisitor.visit_map(map)?;
         Ok(Rows::Other("an object"))
     }
 
