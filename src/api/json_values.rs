@@ -719,3 +719,268 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{tensor_from_slice, tensor_to_vec};
+    use DataType::{Bool, BF16, F16, F32, F64, I16, I32, I64, I8, U16, U32, U64, U8};
+
+    /// One TFS value read alone (columnar): its tensor, or the error text.
+    fn read(text: &str, dtype: DataType) -> Result<Tensor, String> {
+        let mut column = Column::free("x", dtype);
+        let mark = column.begin(None);
+        let mut parser = serde_json::Deserializer::from_str(text);
+        ValueSeed::root(&mut column)
+            .deserialize(&mut parser)
+            .map_err(|e| format!("syntax: {e}"))?;
+        column.end(mark);
+        column.finish_value().map_err(|e| e.to_string())
+    }
+
+    /// Row-format instances of one input, as `decode_predict` stacks them.
+    fn rows(instances: &[&str], dtype: DataType) -> Result<Tensor, String> {
+        let mut column = Column::free("x", dtype);
+        for (i, text) in instances.iter().enumerate() {
+            let mark = column.begin(Some(i));
+            let mut parser = serde_json::Deserializer::from_str(text);
+            ValueSeed::root(&mut column)
+                .deserialize(&mut parser)
+                .unwrap();
+            column.end(mark);
+        }
+        column.finish_rows().map_err(|e| e.to_string())
+    }
+
+    fn strings(shape: Vec<usize>, values: &[&[u8]]) -> Tensor {
+        Tensor::strings(
+            shape,
+            values.iter().map(|v| Bytes::copy_from_slice(v)).collect(),
+        )
+    }
+
+    #[test]
+    fn every_dtype_from_numbers_and_booleans() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, DataType, Tensor)> = vec![
+            ("[true, false, 1, 0]", Bool, tensor_from_slice(Bool, vec![4], &[1u8, 0, 1, 0])),
+            ("[0, 255, 2.0]", U8, tensor_from_slice(U8, vec![3], &[0u8, 255, 2])),
+            ("[65535]", U16, tensor_from_slice(U16, vec![1], &[u16::MAX])),
+            ("[4294967295]", U32, tensor_from_slice(U32, vec![1], &[u32::MAX])),
+            ("[18446744073709551615]", U64, tensor_from_slice(U64, vec![1], &[u64::MAX])),
+            ("[-128, 127]", I8, tensor_from_slice(I8, vec![2], &[i8::MIN, i8::MAX])),
+            ("[-32768]", I16, tensor_from_slice(I16, vec![1], &[i16::MIN])),
+            ("[[-3e2], [7]]", I32, tensor_from_slice(I32, vec![2, 1], &[-300i32, 7])),
+            ("[-9223372036854775808]", I64, tensor_from_slice(I64, vec![1], &[i64::MIN])),
+            ("[0.5, -2]", F16, tensor_from_slice(F16, vec![2], &[f16::from_f32(0.5), f16::from_f32(-2.0)])),
+            ("[1.5]", BF16, tensor_from_slice(BF16, vec![1], &[bf16::from_f32(1.5)])),
+            ("[[0.1, 2], [3, 4]]", F32, tensor_from_slice(F32, vec![2, 2], &[0.1f32, 2.0, 3.0, 4.0])),
+            ("0.1", F64, tensor_from_slice(F64, vec![], &[0.1f64])),
+            ("[[], []]", F32, tensor_from_slice(F32, vec![2, 0], &[] as &[f32])),
+            ("[]", I64, tensor_from_slice(I64, vec![0], &[] as &[i64])),
+        ];
+        for (text, dtype, want) in cases {
+            assert_eq!(read(text, dtype), Ok(want), "{text} as {dtype}");
+        }
+    }
+
+    #[test]
+    fn strings_and_b64() {
+        let bytes = DataType::Bytes;
+        assert_eq!(
+            read(
+                r#"[["héllo", {"b64": "AAH/"}], [{"b64": "AA"}, ""]]"#,
+                bytes
+            ),
+            Ok(strings(
+                vec![2, 2],
+                &["héllo".as_bytes(), &[0, 1, 255], &[0], b""]
+            ))
+        );
+        // A b64 first leaf makes a numeric input read strings (images); a later b64 leaf does not.
+        assert_eq!(
+            read(r#"[{"b64": "AQ=="}, {"b64": "Ag=="}]"#, F32),
+            Ok(strings(vec![2], &[&[1], &[2]]))
+        );
+        let e = read(r#"[1, {"b64": "AQ=="}]"#, F32).unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid input precision - Expected: FP32; Actual: BYTES; input name: x"
+        );
+        // Repeated keys: the last counts, as in a parsed map.
+        assert_eq!(
+            read(r#"[{"b64": 1, "b64": "AQ=="}]"#, bytes),
+            Ok(strings(vec![1], &[&[1]]))
+        );
+    }
+
+    #[test]
+    fn element_errors() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, DataType, &str)> = vec![
+            ("[1, 300]", U8, "Invalid value 300 for UINT8 - expected an integer in 0..=255; input name: x"),
+            ("[-1]", U32, "Invalid value -1 for UINT32"),
+            ("[1.5]", I32, "Invalid value 1.5 for INT32"),
+            ("[18446744073709551615]", I64, "Invalid value 18446744073709551615 for INT64"),
+            ("[2]", Bool, "Invalid value 2 for BOOL - expected true, false, 0 or 1"),
+            ("[1e5]", F16, "Invalid value 100000.0 for FP16 - out of range"),
+            ("[1e39]", F32, "Invalid value 1e+39 for FP32 - out of range"),
+            ("[1, null]", F32, "null is not a valid tensor element; input name: x"),
+            (r#"[{"y": 1}]"#, F32, "An object where a value is expected"),
+            (r#"[{"b64": "AA", "x": 1}]"#, DataType::Bytes, "An object where a value is expected"),
+            (r#"[{"b64": "not base64!"}]"#, DataType::Bytes, "Invalid base64 in {\"b64\": ..}"),
+            (r#"["1"]"#, I32, "Expected: INT32; Actual: BYTES"),
+            ("[true]", I32, "Expected: INT32; Actual: BOOL"),
+            ("[1.5]", DataType::Bytes, "Expected: BYTES; Actual: FP64"),
+            ("[-1]", DataType::Bytes, "Expected: BYTES; Actual: INT64"),
+            ("[18446744073709551615]", DataType::Bytes, "Expected: BYTES; Actual: UINT64"),
+        ];
+        for (text, dtype, want) in cases {
+            let e = read(text, dtype).unwrap_err();
+            assert!(e.contains(want), "{text} as {dtype}: {e:?} lacks {want:?}");
+        }
+    }
+
+    /// The shape is what the first elements imply; of several problems, the one a check of
+    /// the whole value meets first is reported (a list's length before what is inside it).
+    #[test]
+    fn ragged_lists_and_which_problem_is_reported() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &str)> = vec![
+            ("[[1, 2], 3]", "Ragged nested lists - a number at depth 1 where a list of 2 is expected; input name: x"),
+            ("[1, [2]]", "Ragged nested lists - a list at depth 1 where a value is expected"),
+            ("[[1, 2], [3]]", "Ragged nested lists - a list of 1 at depth 1 where the first one has 2"),
+            // The wrong length outranks the bad element inside the list, and what follows.
+            (r#"[[1, 2], ["s"], [null, 1]]"#, "a list of 1 at depth 1 where the first one has 2"),
+            // A bad element before the wrong list is met first.
+            (r#"[[1, "s"], [3]]"#, "Expected: FP32; Actual: BYTES"),
+            ("[[], [1]]", "a list of 1 at depth 1 where the first one has 0"),
+            ("[[[1], [2]], [[3], 4]]", "a number at depth 2 where a list of 1 is expected"),
+        ];
+        for (text, want) in cases {
+            let e = read(text, F32).unwrap_err();
+            assert!(e.contains(want), "{text}: {e:?} lacks {want:?}");
+        }
+        // 65 nested pairs claim 2^65 elements: the count overflows, which outranks the rest.
+        let mut text = "[0, 0]".to_string();
+        for _ in 0..64 {
+            text = format!("[{text}, 0]");
+        }
+        let e = read(&text, F32).unwrap_err();
+        assert!(e.contains("the element count of (2,2,"), "{e}");
+        assert!(e.ends_with("overflows; input name: x"), "{e}");
+    }
+
+    #[test]
+    fn row_instances_stack_and_must_agree_with_instance_0() {
+        assert_eq!(
+            rows(&["[1, 2]", "[3, 4]"], I64),
+            Ok(tensor_from_slice(I64, vec![2, 2], &[1i64, 2, 3, 4]))
+        );
+        assert_eq!(
+            rows(&["7", "8", "9"], U8),
+            Ok(tensor_from_slice(U8, vec![3], &[7u8, 8, 9]))
+        );
+        // Instance 2's first elements imply (1): that outranks its bad element.
+        assert_eq!(
+            rows(&["[1, 2]", "[3, 4]", r#"["s"]"#], F32).unwrap_err(),
+            "Instance 2: Ragged instances - shape (1) differs from instance 0's shape (2); input name: x"
+        );
+        // Same implied shape, ragged inside: the list's own problem, named by instance.
+        assert!(rows(&["[[1], [2]]", "[[3], [4, 5]]"], F32)
+            .unwrap_err()
+            .starts_with("Instance 1: Ragged nested lists - a list of 2 at depth 1"));
+        // An earlier instance's problem is reported even if a later one is ragged.
+        assert_eq!(
+            rows(&["[1, 2]", "[3, true]", "[5]"], F32).unwrap_err(),
+            "Invalid input precision - Expected: FP32; Actual: BOOL; input name: x"
+        );
+    }
+
+    #[test]
+    fn a_repeated_value_is_read_again() {
+        let mut column = Column::free("x", F32);
+        let mark = column.begin(Some(0));
+        ValueSeed::root(&mut column)
+            .deserialize(&mut serde_json::Deserializer::from_str(r#"["bad"]"#))
+            .unwrap();
+        column.end(mark);
+        column.rewind(mark);
+        let mark = column.begin(Some(0));
+        ValueSeed::root(&mut column)
+            .deserialize(&mut serde_json::Deserializer::from_str("[1, 2]"))
+            .unwrap();
+        column.end(mark);
+        let mark = column.begin(Some(1));
+        ValueSeed::root(&mut column)
+            .deserialize(&mut serde_json::Deserializer::from_str("[3]"))
+            .unwrap();
+        column.end(mark);
+        column.rewind(mark);
+        let mark = column.begin(Some(1));
+        ValueSeed::root(&mut column)
+            .deserialize(&mut serde_json::Deserializer::from_str("[3, 4]"))
+            .unwrap();
+        column.end(mark);
+        let t = column.finish_rows().unwrap();
+        assert_eq!(t.shape, vec![2, 2]);
+        assert_eq!(tensor_to_vec::<f32>(&t).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn kserve_flat_and_nested_data() {
+        fn typed(
+            text: &str,
+            dtype: DataType,
+            shape: &[usize],
+            flat: bool,
+        ) -> Result<Tensor, String> {
+            let mut column = Column::typed("x", dtype, shape, flat);
+            let mut parser = serde_json::Deserializer::from_str(text);
+            if flat {
+                FlatSeed {
+                    column: &mut column,
+                    shape,
+                }
+                .deserialize(&mut parser)
+            } else {
+                ValueSeed::root(&mut column).deserialize(&mut parser)
+            }
+            .unwrap();
+            column.finish(shape.to_vec()).map_err(|e| e.to_string())
+        }
+        let want = tensor_from_slice(I64, vec![2, 3], &[1i64, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            typed("[1, 2, 3, 4, 5, 6]", I64, &[2, 3], true),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            typed("[[1, 2, 3], [4, 5, 6]]", I64, &[2, 3], false),
+            Ok(want)
+        );
+        // The count outranks a bad element; a b64 leaf does not change the client's dtype.
+        let e = typed(r#"[1, "x"]"#, F32, &[1, 3], true).unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid number of values in data - Expected: 3 for shape (1,3); Actual: 2; input name: x"
+        );
+        let e = typed(r#"[{"b64": "AA=="}]"#, F32, &[1], true).unwrap_err();
+        assert!(e.contains("Expected: FP32; Actual: BYTES"), "{e}");
+        let e = typed("[[1, 2], [3]]", F32, &[2, 2], false).unwrap_err();
+        assert!(
+            e.contains("a list of 1 at depth 1 where the first one has 2"),
+            "{e}"
+        );
+        let e = typed("5", F32, &[1], false).unwrap_err();
+        assert!(
+            e.contains("a number at depth 0 where a list of 1 is expected"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_stop_the_parser() {
+        let e = read("[1, 2,]", F32).unwrap_err();
+        assert!(e.starts_with("syntax: trailing comma"), "{e}");
+    }
+}

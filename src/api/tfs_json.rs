@@ -542,6 +542,39 @@ mod tests {
         ));
     }
 
+    /// The body is read as it streams, but answers are those of a check of the whole request:
+    /// a syntax error anywhere first, then the envelope, then every instance's form, then the
+    /// values, input by input in signature order. Repeated keys: the last one counts.
+    #[test]
+    fn which_problem_is_reported_and_repeated_keys() {
+        let s = sig(&[("a", F32), ("b", I64)]);
+        let e = decode(r#"{"instances": [{"a": "bad", "b": 1}, {"a": 1}]}"#, &s).unwrap_err();
+        assert!(
+            matches!(&e, ServeError::MissingInput { input, .. } if input == "b"),
+            "{e}"
+        );
+        let e = decode(
+            r#"{"instances": [{"a": 1, "b": "x"}, {"b": 2, "a": "y"}]}"#,
+            &s,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ServeError::InvalidPrecision { input, .. } if input == "a"),
+            "{e}"
+        );
+        assert!(fail(r#"{"instances": [[1, "x"]], "inputs": 1"#, &s)
+            .starts_with("Invalid JSON in the request body: EOF while parsing an object"));
+        assert!(fail(r#"{"instances": [[1, "x"]], "inputs": [1]}"#, &s).contains("both"));
+        let (t, _) = ok(r#"{"instances": [{"a": [1], "b": 3, "a": [2, 5]}]}"#, &s);
+        assert_eq!(t[0].1, f32s(vec![1, 2], &[2.0, 5.0]));
+        let one = sig(&[("x", F32)]);
+        let (t, format) = ok(r#"{"instances": "no", "instances": [[5]]}"#, &one);
+        assert_eq!(
+            (format, &t[0].1),
+            (JsonFormat::Row, &f32s(vec![1, 1], &[5.0]))
+        );
+    }
+
     #[test]
     fn claimed_shape_does_not_reserve_memory() {
         // ~30 kB whose first lists claim 4000^3 FP32 elements (256 GB): a ragged error, no abort.
