@@ -4,7 +4,7 @@
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
-use crate::api::rest_body::{json_too_large, Body, JsonLimit};
+use crate::api::rest_body::{give_memory_back, json_too_large, Body, JsonLimit};
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::api::trace::{http_traceparent, record_version, request_span};
@@ -159,6 +159,7 @@ async fn model_infer(
     if json_size > json_limit {
         return json_too_large(json_size, json_limit);
     }
+    let body_len = body.len();
     let (name, _) = model_path(&request);
     let span = request_span("ModelInfer", name, http_traceparent(&request), None);
     let mut answered = None;
@@ -198,11 +199,13 @@ async fn model_infer(
         result.is_ok(),
         started.elapsed(),
     );
-    match result {
+    let response = match result {
         Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
         Ok((json, binary)) => binary_response(json, binary),
         Err(e) => error_response(&e),
-    }
+    };
+    give_memory_back(body_len).await;
+    response
 }
 
 /// JSON header then the outputs' bytes, streamed as they are (no copy into one buffer).

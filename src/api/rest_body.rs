@@ -47,3 +47,16 @@ pub fn json_too_large(size: usize, limit: usize) -> actix_web::HttpResponse {
         )
     }))
 }
+
+/// Bodies from this size on are followed by a `malloc_trim` (see [`give_memory_back`]).
+pub const TRIM_AFTER_BODY_BYTES: usize = 1 << 20;
+
+/// After a large REST body, hands what decoding and inference freed back to the OS. Blocks of
+/// `--malloc_trim_threshold_mib` or more are unmapped when freed anyway; this returns the free
+/// pages of smaller ones that glibc keeps in the middle of the heap and in other threads' arenas.
+/// Off the REST threads: a trim walks every arena.
+pub async fn give_memory_back(body_len: usize) {
+    if body_len >= TRIM_AFTER_BODY_BYTES {
+        let _ = web::block(crate::memory::give_memory_back).await;
+    }
+}

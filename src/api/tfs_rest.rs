@@ -1,6 +1,6 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
-use crate::api::rest_body::Body;
+use crate::api::rest_body::{give_memory_back, Body};
 use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
@@ -170,6 +170,7 @@ pub async fn models(
         Err(e) => return body_error(&e),
     };
     let started = Instant::now();
+    let body_len = body.len();
     let parsed = parse_model_path(&tail);
     if let Ok(path) = &parsed {
         let allow = match path.action {
@@ -249,10 +250,12 @@ pub async fn models(
             started.elapsed(),
         );
     }
-    match result {
+    let response = match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => error_response(&e),
-    }
+    };
+    give_memory_back(body_len).await;
+    response
 }
 
 /// Any other path: a JSON 404, like TF Serving.
