@@ -517,7 +517,7 @@ fn status_kib(pid: u32, field: &str) -> usize {
 /// inference adds nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_json_body_costs_a_small_multiple_of_its_size() {
-    let row = format!("[{}]", vec!["0.25"; 10].join(","));
+    let row = format!("[{}]", ["0.25"; 10].join(","));
     let rows = 100_000; // 52 bytes a row: 5.2 MB
     let tfs = format!(
         r#"{{"instances": [{}]}}"#,

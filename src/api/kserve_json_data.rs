@@ -150,7 +150,7 @@ pub(crate) fn read_data<'a>(
     }
     for plan in plans {
         read.push(plan.map(|plan| match plan {
-            Plan::Read { column, .. } => Ok(column),
+            Plan::Read { column, .. } => Ok(*column),
             Plan::Failed(e) => Err(e),
         }));
     }
@@ -159,7 +159,7 @@ pub(crate) fn read_data<'a>(
 
 enum Plan<'a> {
     Read {
-        column: Column<'a>,
+        column: Box<Column<'a>>,
         shape: Vec<usize>,
         flat: bool,
     },
@@ -173,7 +173,7 @@ fn plan<'a>(input: &DataInput<'a>) -> Option<Plan<'a>> {
     let shape = shape(input.name, input.shape).ok()?;
     Some(match check_count(input.name, dtype, &shape) {
         Ok(()) => Plan::Read {
-            column: Column::typed(input.name, dtype, &shape, form.flat),
+            column: Box::new(Column::typed(input.name, dtype, &shape, form.flat)),
             shape,
             flat: form.flat,
         },
