@@ -1,6 +1,7 @@
 //! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
+use crate::api::json_threads;
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
@@ -168,9 +169,9 @@ async fn model_infer(
         let version = version_selector(version)?;
         let header = header?;
         // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
-        let decoded = web::block(move || decode_request(body, header))
+        let decoded = json_threads::decode(body_len, move || decode_request(body, header))
             .await
-            .map_err(|e| ServeError::invalid(format!("cannot decode the body: {e}")))??;
+            .ok_or_else(|| ServeError::invalid("cannot decode the body: its decoding failed"))??;
         let answer = infer(
             &registry,
             InferRequest {

@@ -6,6 +6,7 @@ pub mod config_rest;
 pub mod deadline;
 pub mod grpc_meta;
 pub mod grpc_server;
+pub mod json_threads;
 pub mod json_values;
 pub mod kserve_codec;
 pub mod kserve_grpc;

@@ -1,5 +1,6 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
+use crate::api::json_threads;
 use crate::api::rest_body::{give_memory_back, Body};
 use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
@@ -205,15 +206,16 @@ pub async fn models(
             }
             Action::Predict => {
                 let servable = registry.resolve(&path.model, &path.version)?;
-                // Decoding a large JSON body takes long: on a blocking thread, so the REST
-                // threads keep answering other connections meanwhile.
+                // Decoding a large JSON body takes long: off the REST threads (and at a lower
+                // priority), so they keep answering other connections meanwhile.
                 let decoding = servable.clone();
-                let (inputs, format, signature_name) =
-                    web::block(move || decode_predict(&body, &decoding.model, &decoding.signature))
-                        .await
-                        .map_err(|e| {
-                            ServeError::invalid(format!("cannot decode the body: {e}"))
-                        })??;
+                let (inputs, format, signature_name) = json_threads::decode(body_len, move || {
+                    decode_predict(&body, &decoding.model, &decoding.signature)
+                })
+                .await
+                .ok_or_else(|| {
+                    ServeError::invalid("cannot decode the body: its decoding failed")
+                })??;
                 if let Some(name) =
                     signature_name.filter(|n| !n.is_empty() && n != DEFAULT_SIGNATURE)
                 {
