@@ -160,12 +160,9 @@ impl<'de> Deserialize<'de> for MaybeString {
     }
 }
 
-/// Reads an object's members: the `{"b64": ..}` text when that is all it is (duplicate keys:
-/// the last one counts, as in a parsed map), and every key seen (for callers that need them).
-pub(crate) fn read_object<'de, A: MapAccess<'de>>(
-    mut map: A,
-    mut keys: impl FnMut(String, &mut A) -> Result<(), A::Error>,
-) -> Result<Option<String>, A::Error> {
+/// Reads an object: the text of `{"b64": "<base64>"}` when that is all it is (a repeated key:
+/// the last one counts, as in a parsed map), else `None`.
+fn b64_text<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<String>, A::Error> {
     let mut other = false;
     let mut b64 = None;
     while let Some(key) = map.next_key::<String>()? {
@@ -173,7 +170,7 @@ pub(crate) fn read_object<'de, A: MapAccess<'de>>(
             b64 = Some(map.next_value::<MaybeString>()?.0);
         } else {
             other = true;
-            keys(key, &mut map)?;
+            map.next_value::<IgnoredAny>()?;
         }
     }
     Ok(if other { None } else { b64.flatten() })
@@ -640,7 +637,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let b64 = read_object(map, |_, map| map.next_value::<IgnoredAny>().map(drop))?;
+        let b64 = b64_text(map)?;
         self.column.leaf(Leaf::Object(b64), self.depth, self.first);
         Ok(())
     }
