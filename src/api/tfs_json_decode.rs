@@ -561,11 +561,12 @@ impl<'de> Visitor<'de> for NamedColumns<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(index) = map.next_key_seed(self.input)? {
-            let Some(column) = index.map(|i| &mut self.columns[i]) else {
+            let Some(i) = index else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let spec = &self.input.0.inputs[index.unwrap_or(0)];
+            let spec = &self.input.0.inputs[i];
+            let column = &mut self.columns[i];
             *column = Column::free(&spec.name, spec.dtype);
             let mark = column.begin(None);
             map.next_value_seed(ValueSeed::root(column))?;
