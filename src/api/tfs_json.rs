@@ -28,6 +28,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use half::{bf16, f16};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -43,42 +45,73 @@ pub enum JsonFormat {
 /// Named input tensors (signature order), the layout used, and the optional `signature_name`.
 pub type DecodedPredict = (Vec<(String, Tensor)>, JsonFormat, Option<String>);
 
-/// Builds the response body: `{"predictions": ..}` for [`JsonFormat::Row`] (columnar layout when the
+/// The response body: `{"predictions": ..}` for [`JsonFormat::Row`] (columnar layout when the
 /// outputs share no batch dimension, see the module docs), `{"outputs": ..}` for
 /// [`JsonFormat::Columnar`]; a single output is written bare, several as `{name: value}` in the given
-/// order. Infallible so it slots into the REST handler: an output whose data disagrees with its
-/// shape (a backend bug, outputs are not validated) is logged and written as `null`.
-pub fn encode_predict(format: JsonFormat, outputs: Vec<(String, Tensor)>) -> Value {
-    let views: Vec<(&str, View)> = outputs
-        .iter()
-        .map(|(name, t)| (name.as_str(), View::new(name, t)))
-        .collect();
-    let batch = views.first().and_then(|(_, v)| v.shape.first().copied());
-    let same_batch = views.iter().all(|(_, v)| v.shape.first().copied() == batch);
-    match (format, batch) {
-        (JsonFormat::Row, Some(batch)) if same_batch => {
-            let row = |i: usize| match views.as_slice() {
-                [(_, only)] => only.row(i),
-                _ => Value::Object(
-                    views
-                        .iter()
-                        .map(|(name, v)| (name.to_string(), v.row(i)))
-                        .collect(),
-                ),
-            };
-            json!({ "predictions": (0..batch).map(row).collect::<Vec<_>>() })
+/// order. Serialized straight from the tensors (no `Value` tree: an answer as large as a 100 MB
+/// request would take ~18× its size as one). Infallible so it slots into the REST handler: an
+/// output whose data disagrees with its shape (a backend bug, outputs are not validated) is
+/// logged and written as `null`.
+pub struct PredictResponse {
+    format: JsonFormat,
+    outputs: Vec<(String, Tensor)>,
+}
+
+pub fn encode_predict(format: JsonFormat, outputs: Vec<(String, Tensor)>) -> PredictResponse {
+    PredictResponse { format, outputs }
+}
+
+impl Serialize for PredictResponse {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let views: Vec<(&str, View)> = self
+            .outputs
+            .iter()
+            .map(|(name, t)| (name.as_str(), View::new(name, t)))
+            .collect();
+        let batch = views.first().and_then(|(_, v)| v.shape.first().copied());
+        let same_batch = views.iter().all(|(_, v)| v.shape.first().copied() == batch);
+        let mut body = serializer.serialize_map(Some(1))?;
+        match (self.format, batch) {
+            (JsonFormat::Row, Some(batch)) if same_batch => {
+                body.serialize_entry("predictions", &Rows(&views, batch))?
+            }
+            _ => body.serialize_entry("outputs", &Outputs(&views, None))?,
         }
-        _ => {
-            let value = match views.as_slice() {
-                [(_, only)] => only.all(),
-                _ => Value::Object(
-                    views
-                        .iter()
-                        .map(|(name, v)| (name.to_string(), v.all()))
-                        .collect(),
-                ),
-            };
-            json!({ "outputs": value })
+        body.end()
+    }
+}
+
+/// The row layout: one item per row of the shared first dimension.
+struct Rows<'v, 'a>(&'v [(&'a str, View<'a>)], usize);
+
+impl Serialize for Rows<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut rows = serializer.serialize_seq(Some(self.1))?;
+        for i in 0..self.1 {
+            rows.serialize_element(&Outputs(self.0, Some(i)))?;
+        }
+        rows.end()
+    }
+}
+
+/// Every output (`Some(i)`: its row `i`), bare when there is one, else `{name: value}`.
+struct Outputs<'v, 'a>(&'v [(&'a str, View<'a>)], Option<usize>);
+
+impl<'v, 'a> Serialize for Outputs<'v, 'a> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let part = |view: &'v View<'a>| match self.1 {
+            Some(i) => view.row(i),
+            None => view.all(),
+        };
+        match self.0 {
+            [(_, only)] => part(only).serialize(serializer),
+            views => {
+                let mut map = serializer.serialize_map(Some(views.len()))?;
+                for (name, view) in views {
+                    map.serialize_entry(name, &part(view))?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -120,30 +153,50 @@ impl<'a> View<'a> {
         }
     }
 
-    fn all(&self) -> Value {
-        self.nested(self.shape, &mut 0)
+    fn all(&self) -> Nested<'_, 'a> {
+        Nested {
+            view: self,
+            dims: self.shape,
+            start: 0,
+        }
     }
 
     /// Row `i` of the first dimension.
-    fn row(&self, i: usize) -> Value {
+    fn row(&self, i: usize) -> Nested<'_, 'a> {
         let rest = self.shape.get(1..).unwrap_or(&[]);
-        let mut index = i.saturating_mul(element_count(rest).unwrap_or(0));
-        self.nested(rest, &mut index)
-    }
-
-    fn nested(&self, dims: &[usize], index: &mut usize) -> Value {
-        let Some(data) = &self.data else {
-            return Value::Null;
-        };
-        match dims.split_first() {
-            None => {
-                *index += 1;
-                data.elem(*index - 1)
-            }
-            Some((&len, rest)) => {
-                Value::Array((0..len).map(|_| self.nested(rest, index)).collect())
-            }
+        Nested {
+            view: self,
+            dims: rest,
+            start: i.saturating_mul(element_count(rest).unwrap_or(0)),
         }
+    }
+}
+
+/// A view's elements from `start` as lists nested to `dims`, serialized as they are read.
+struct Nested<'v, 'a> {
+    view: &'v View<'a>,
+    dims: &'v [usize],
+    start: usize,
+}
+
+impl Serialize for Nested<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(data) = &self.view.data else {
+            return serializer.serialize_unit();
+        };
+        let Some((&len, rest)) = self.dims.split_first() else {
+            return data.elem(self.start).serialize(serializer);
+        };
+        let stride = element_count(rest).unwrap_or(0);
+        let mut list = serializer.serialize_seq(Some(len))?;
+        for k in 0..len {
+            list.serialize_element(&Nested {
+                view: self.view,
+                dims: rest,
+                start: self.start + k * stride,
+            })?;
+        }
+        list.end()
     }
 }
 
@@ -178,7 +231,13 @@ impl Elems<'_> {
 /// A tensor's elements as one flat JSON list (KServe v2 `data`), written as TFS responses are.
 pub(crate) fn flat_values(name: &str, tensor: &Tensor) -> Value {
     let count = element_count(&tensor.shape).unwrap_or(0);
-    View::new(name, tensor).nested(&[count], &mut 0)
+    let view = View::new(name, tensor);
+    let flat = Nested {
+        view: &view,
+        dims: &[count],
+        start: 0,
+    };
+    serde_json::to_value(flat).unwrap_or(Value::Null)
 }
 
 fn le<const N: usize>(bytes: &[u8], i: usize) -> [u8; N] {
@@ -243,13 +302,11 @@ mod tests {
     }
 
     fn out(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> Value {
-        encode_predict(
-            format,
-            outputs
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t))
-                .collect(),
-        )
+        let outputs = outputs
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        serde_json::to_value(encode_predict(format, outputs)).unwrap()
     }
 
     #[test]
@@ -629,6 +686,19 @@ mod tests {
         assert_eq!(out(JsonFormat::Row, two()), row);
         let columnar = json!({"outputs": {"a": [7, -8], "b": [[1.0, 0.1], [-3.5, 4.0]]}});
         assert_eq!(out(JsonFormat::Columnar, two()), columnar);
+        // Serialized as it is read, outputs in the given order.
+        let text = serde_json::to_string(&encode_predict(
+            JsonFormat::Row,
+            vec![
+                ("b".into(), tensor_from_slice(I64, vec![2], &[1i64, 2])),
+                ("a".into(), f32s(vec![2], &[0.5, f32::NAN])),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"predictions":[{"b":1,"a":0.5},{"b":2,"a":null}]}"#
+        );
         // No shared batch dimension: row falls back to the columnar layout.
         let mixed = vec![
             ("a", tensor_from_slice(I64, vec![3], &[1i64, 2, 3])),

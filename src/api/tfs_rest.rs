@@ -6,7 +6,7 @@ use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
-use crate::api::tfs_json::{decode_predict, encode_predict};
+use crate::api::tfs_json::{decode_predict, encode_predict, PredictResponse};
 use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};
@@ -159,6 +159,12 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
     Ok(model_status_json(&model, only))
 }
 
+/// A `/v1/models/...` answer: a small JSON value, or a predict body serialized from its tensors.
+enum Reply {
+    Json(Value),
+    Predict(PredictResponse),
+}
+
 /// `GET` and `POST` on `/v1/models/{tail:.*}`.
 pub async fn models(
     request: HttpRequest,
@@ -194,15 +200,15 @@ pub async fn models(
         let path = parsed.as_ref().map_err(Clone::clone)?;
         // The method was checked against the action above.
         match path.action {
-            Action::Status => status_json(&registry, path),
+            Action::Status => status_json(&registry, path).map(Reply::Json),
             Action::Metadata => {
                 let servable = registry.resolve(&path.model, &path.version)?;
                 answered = Some(servable.version);
-                Ok(metadata_json(
+                Ok(Reply::Json(metadata_json(
                     &servable.model,
                     servable.version,
                     &servable.signature,
-                ))
+                )))
             }
             Action::Predict => {
                 let servable = registry.resolve(&path.model, &path.version)?;
@@ -231,7 +237,7 @@ pub async fn models(
                 };
                 let answer = infer_resolved(&registry, servable, request).await?;
                 answered = Some(answer.version);
-                Ok(encode_predict(format, answer.outputs))
+                Ok(Reply::Predict(encode_predict(format, answer.outputs)))
             }
         }
     };
@@ -253,7 +259,8 @@ pub async fn models(
         );
     }
     let response = match result {
-        Ok(body) => HttpResponse::Ok().json(body),
+        Ok(Reply::Json(body)) => HttpResponse::Ok().json(body),
+        Ok(Reply::Predict(body)) => HttpResponse::Ok().json(body),
         Err(e) => error_response(&e),
     };
     give_memory_back(body_len).await;
