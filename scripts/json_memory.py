@@ -5,7 +5,9 @@ Starts each binary on 127.0.0.1 with the `image_stats_f32` fixture ([-1,32,32,3]
 [N,3] outputs: the response is small, so what is measured is the request's decoding) and the `add`
 fixture, then, alternating between the binaries, posts a TFS row-format body and a KServe v2 JSON
 body of about --mb MB each, then the TFS body to `add`, which decodes it in full and refuses it
-(400: shape), so that its window holds the upload and the decoding but no inference. Per request it reads the server's /proc/PID/status: VmRSS before,
+(400: shape), so that its window holds the upload and the decoding but no inference.
+`--bodies dynamic` posts rows of 8 to the `dynamic` fixture instead, whose answer is as large
+as the request. Per request it reads the server's /proc/PID/status: VmRSS before,
 VmHWM (peak; reset through /proc/PID/clear_refs before the request), VmRSS right after the answer
 and again after --settle seconds. Meanwhile two clients post small `add` predicts on their own
 keep-alive connections; their latencies while the big body is in flight are compared with an idle
@@ -84,6 +86,13 @@ def kserve_body(mb: int) -> bytes:
             % (count, data)).encode()
 
 
+def rows_of_8_body(mb: int) -> bytes:
+    """For `dynamic` ([-1,8] in, y = 3x out): an answer as large as the request."""
+    row = "[" + ",".join(["0.25", "0.5", "0.75", "1.0", "0.125", "0.25", "0.5", "0.75"]) + "]"
+    count = max(1, mb * MIB // (len(row) + 1))
+    return ('{"instances": [' + ",".join([row] * count) + "]}").encode()
+
+
 SMALL = json.dumps({"instances": [[0.5] * 10]}).encode()
 
 
@@ -154,18 +163,26 @@ def main():
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument("--bodies", default="tfs,kserve,refused",
+                        help="comma-separated: tfs, kserve, refused, dynamic (answer as large as the request)")
     parser.add_argument("binaries", nargs="+", help="NAME=PATH")
     args = parser.parse_args()
-    tfs, kserve = tfs_body(args.mb), kserve_body(args.mb)
-    # The last one is decoded in full, then refused (`add` takes [1,10]): its window is the
+    wanted = args.bodies.split(",")
+    tfs = tfs_body(args.mb) if {"tfs", "refused"} & set(wanted) else None
+    # `refused` is decoded in full, then refused (`add` takes [1,10]): its window is the
     # upload and the decoding alone, without the inference on thousands of images.
-    bodies = [("TFS rows", "/v1/models/image_stats_f32:predict", tfs),
-              ("KServe data", "/v2/models/image_stats_f32/infer", kserve),
-              ("TFS rows, refused after decoding", "/v1/models/add:predict", tfs)]
+    makers = {
+        "tfs": lambda: ("TFS rows", "/v1/models/image_stats_f32:predict", tfs),
+        "kserve": lambda: ("KServe data", "/v2/models/image_stats_f32/infer", kserve_body(args.mb)),
+        "refused": lambda: ("TFS rows, refused after decoding", "/v1/models/add:predict", tfs),
+        "dynamic": lambda: ("TFS rows, answer as large", "/v1/models/dynamic:predict",
+                            rows_of_8_body(args.mb)),
+    }
+    bodies = [makers[name]() for name in wanted]
     with tempfile.TemporaryDirectory() as repo:
         repo = Path(repo)
         config = []
-        for name in ("image_stats_f32", "add"):
+        for name in ("image_stats_f32", "add", "dynamic"):
             shutil.copytree(ROOT / "tests/fixtures/models" / name, repo / "models" / name)
             config.append({"config": {"name": name, "base_path": f"models/{name}"}})
         (repo / "config.json").write_text(json.dumps({"model_config_list": config}))
