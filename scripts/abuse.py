@@ -68,6 +68,14 @@ class Server:
         # prlimit execs the server: same pid.
         return self.process.pid
 
+    def status_kib(self, field: str) -> int:
+        status = Path(f"/proc/{self.pid()}/status").read_text()
+        return int(re.search(rf"{field}:\s+(\d+)", status).group(1))
+
+    def reset_peak(self):
+        """Restarts VmHWM (the peak RSS) from the current RSS."""
+        Path(f"/proc/{self.pid()}/clear_refs").write_text("5")
+
     def vitals(self) -> dict:
         status = Path(f"/proc/{self.pid()}/status").read_text()
         rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) // 1024
@@ -109,13 +117,18 @@ def unknown_names(server: Server, stop: float):
     return f"{n} sent"
 
 
+def post(url: str, body: bytes, timeout: int):
+    """POSTs `body` to `url`; answers and errors are expected."""
+    try:
+        urllib.request.urlopen(url, body, timeout=timeout)
+    except Exception:
+        pass
+
+
 def post_until(stop: float, url: str, body: bytes, timeout: int):
-    """POSTs `body` to `url` again and again until `stop`; answers and errors are expected."""
+    """POSTs `body` to `url` again and again until `stop`."""
     while time.time() < stop:
-        try:
-            urllib.request.urlopen(url, body, timeout=timeout)
-        except Exception:
-            pass
+        post(url, body, timeout)
 
 
 def huge_echo(server: Server, stop: float):
@@ -124,9 +137,22 @@ def huge_echo(server: Server, stop: float):
 
 
 def big_json(server: Server, stop: float):
+    """Over the budget (413 before decoding) and just under it (decoded in full, then refused:
+    `add` takes one row); reports the peak RSS growth over the decoded body's size."""
     row = "[" + ",".join(["0.5"] * 10) + "]"
-    body = ('{"instances": [' + ",".join([row] * 1_000_000) + "]}").encode()  # ~45 MB
-    post_until(stop, f"http://{server.rest}/v1/models/add:predict", body, 60)
+    over = ('{"instances": [' + ",".join([row] * 1_000_000) + "]}").encode()  # ~45 MB
+    within = ('{"instances": [' + ",".join([row] * 150_000) + "]}").encode()  # ~6.8 MB
+    url = f"http://{server.rest}/v1/models/add:predict"
+    rss = server.status_kib("VmRSS")
+    server.reset_peak()
+    sent = 0
+    while time.time() < stop:
+        post(url, over, 60)
+        post(url, within, 60)
+        sent += 1
+    growth = (server.status_kib("VmHWM") - rss) * 1024
+    return (f"{sent} of each; peak RSS +{growth / (1 << 20):.0f} MiB = "
+            f"{growth / len(within):.1f}× a decoded body")
 
 
 def slow_bodies(server: Server, stop: float):
@@ -212,7 +238,7 @@ PROBES = [
     ("baseline (no probe)", None),
     ("unknown model names (at most 20,000)", unknown_names),
     ("5 MB signature_name echoes", huge_echo),
-    ("45 MB JSON bodies (budget 8 MB)", big_json),
+    ("45 MB and 6.8 MB JSON bodies (budget 8 MB)", big_json),
     ("200 trickling REST bodies", slow_bodies),
     ("300 silent gRPC connections", silent_connections),
     ("1,200 connections, 1,024 descriptors", descriptor_flood),

@@ -12,7 +12,8 @@
 //! binary data after the JSON, announced by `"parameters": {"binary_data_size": K}`.
 
 use crate::api::kserve_codec::{datatype, decode_raw, encode_raw, shape, wire_shape};
-use crate::api::tfs_json::{decode_typed_values, flat_values};
+use crate::api::kserve_json_data::{read_data, DataForm, DataInput};
+use crate::api::tfs_json::flat_values;
 use crate::error::ServeError;
 use crate::serving::request::InferResponse;
 use crate::tensor::Tensor;
@@ -39,7 +40,7 @@ struct InputBody {
     #[serde(default)]
     parameters: Map<String, Value>,
     #[serde(default)]
-    data: Option<Value>,
+    data: Option<DataForm>,
 }
 
 #[derive(Deserialize)]
@@ -101,13 +102,31 @@ fn split_body(body: Bytes, header_len: Option<usize>) -> Result<(Bytes, Bytes), 
 }
 
 /// Parses a REST inference body (`header_len`: the `Inference-Header-Content-Length` value).
+///
+/// Two passes over the JSON, neither building a value tree: the first reads everything but the
+/// `data` lists (only whether each is flat), the second reads each `data` straight into its
+/// tensor's bytes, now that its `datatype` and `shape` are known (JSON members come in any order).
 pub fn decode_request(body: Bytes, header_len: Option<usize>) -> Result<RestInfer, ServeError> {
     let (header, mut binary) = split_body(body, header_len)?;
     let parsed: RequestBody =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&header))
             .map_err(|e| ServeError::invalid(format!("Invalid inference request JSON: {e}")))?;
+    let described: Vec<DataInput> = parsed
+        .inputs
+        .iter()
+        .map(|input| DataInput {
+            name: &input.name,
+            datatype: &input.datatype,
+            shape: &input.shape,
+            form: input
+                .data
+                .as_ref()
+                .filter(|_| !input.parameters.contains_key("binary_data_size")),
+        })
+        .collect();
+    let mut data = read_data(&header, &described)?;
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
-    for input in parsed.inputs {
+    for (input, data) in parsed.inputs.iter().zip(&mut data) {
         let dtype = datatype(&input.name, &input.datatype)?;
         let shape = shape(&input.name, &input.shape)?;
         let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
@@ -133,9 +152,10 @@ pub fn decode_request(body: Bytes, header_len: Option<usize>) -> Result<RestInfe
                 }
                 decode_raw(&input.name, dtype, shape, binary.split_to(size))?
             }
-            (None, Some(data)) => {
-                decode_typed_values(&input.name, dtype, shape, data, header.len())?
-            }
+            (None, Some(_)) => match data.take() {
+                Some(column) => column?.finish(shape)?,
+                None => unreachable!("read_data reads every valid input with data"),
+            },
             (None, None) => {
                 return Err(ServeError::invalid(format!(
                     "Input {} has no \"data\" and no binary_data_size parameter",
@@ -143,7 +163,7 @@ pub fn decode_request(body: Bytes, header_len: Option<usize>) -> Result<RestInfe
                 )))
             }
         };
-        inputs.push((input.name, tensor));
+        inputs.push((input.name.clone(), tensor));
     }
     if !binary.is_empty() {
         return Err(ServeError::invalid(format!(

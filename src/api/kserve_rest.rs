@@ -1,10 +1,11 @@
 //! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
+use crate::api::json_threads;
 use crate::api::kserve_codec::version_selector;
 use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
 use crate::api::kserve_json::{decode_request, encode_response};
-use crate::api::rest_body::{json_too_large, Body, JsonLimit};
+use crate::api::rest_body::{give_memory_back, json_too_large, Body, JsonLimit};
 use crate::api::rest_routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::api::trace::{http_traceparent, record_version, request_span};
@@ -159,6 +160,7 @@ async fn model_infer(
     if json_size > json_limit {
         return json_too_large(json_size, json_limit);
     }
+    let body_len = body.len();
     let (name, _) = model_path(&request);
     let span = request_span("ModelInfer", name, http_traceparent(&request), None);
     let mut answered = None;
@@ -167,9 +169,9 @@ async fn model_infer(
         let version = version_selector(version)?;
         let header = header?;
         // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
-        let decoded = web::block(move || decode_request(body, header))
+        let decoded = json_threads::decode(body_len, move || decode_request(body, header))
             .await
-            .map_err(|e| ServeError::invalid(format!("cannot decode the body: {e}")))??;
+            .ok_or_else(|| ServeError::invalid("cannot decode the body: its decoding failed"))??;
         let answer = infer(
             &registry,
             InferRequest {
@@ -198,11 +200,13 @@ async fn model_infer(
         result.is_ok(),
         started.elapsed(),
     );
-    match result {
+    let response = match result {
         Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
         Ok((json, binary)) => binary_response(json, binary),
         Err(e) => error_response(&e),
-    }
+    };
+    give_memory_back(body_len).await;
+    response
 }
 
 /// JSON header then the outputs' bytes, streamed as they are (no copy into one buffer).

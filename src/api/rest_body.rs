@@ -4,6 +4,7 @@
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long a whole request body may take to arrive (app data; 60 s when absent).
@@ -46,4 +47,24 @@ pub fn json_too_large(size: usize, limit: usize) -> actix_web::HttpResponse {
              Send large tensors in binary: gRPC, or KServe's binary-data extension"
         )
     }))
+}
+
+/// Bodies from this size on are followed by a `malloc_trim` (see [`give_memory_back`]).
+pub const TRIM_AFTER_BODY_BYTES: usize = 1 << 20;
+
+/// After a large REST body, hands what decoding and inference freed back to the OS. Blocks of
+/// `--malloc_trim_threshold_mib` or more are unmapped when freed anyway; this returns the free
+/// pages of smaller ones that glibc keeps in the middle of the heap and in other threads' arenas.
+/// Off the REST threads: a trim walks every arena. One at a time: a trim that starts while
+/// another runs would find little left to return.
+pub async fn give_memory_back(body_len: usize) {
+    static TRIMMING: AtomicBool = AtomicBool::new(false);
+    if body_len >= TRIM_AFTER_BODY_BYTES && !TRIMMING.swap(true, Ordering::AcqRel) {
+        // Cleared by the trim itself: it runs even if this future is dropped.
+        let _ = web::block(|| {
+            crate::memory::give_memory_back();
+            TRIMMING.store(false, Ordering::Release);
+        })
+        .await;
+    }
 }

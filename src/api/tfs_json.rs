@@ -6,10 +6,10 @@
 //! the list nesting. Shapes are checked against the signature later, by validation. `{"b64": ..}`
 //! values for a numeric input are read as strings: JPEG/PNG images, decoded on the request path.
 //!
-//! The body is parsed into a `serde_json::Value` first, then each tensor's little-endian bytes are
-//! built while walking it (one buffer per tensor; strings are slices of one shared buffer). A
-//! streaming decoder that skips the DOM is a later optimisation; it could also accept the `NaN` and
-//! `Infinity` literals TFS's parser takes, which `serde_json` rejects.
+//! Requests are decoded without a value tree ([`crate::api::tfs_json_decode`]): each tensor's
+//! little-endian bytes are built while `serde_json` parses the body (one buffer per tensor;
+//! strings are slices of one shared buffer). `serde_json` rejects the `NaN` and `Infinity`
+//! literals TFS's parser takes.
 //!
 //! Response choices, compared with TFS (`tensorflow_serving/util/json_tensor.cc`):
 //! * Non-finite floats become `null`. TFS writes `NaN`/`Infinity`/`-Infinity`, which are not JSON and
@@ -22,17 +22,15 @@
 //!   one is a scalar) TFS fails the request ("inconsistent batch size" / "has no shape information");
 //!   we answer in the columnar layout (`{"outputs": ..}`) instead, which loses nothing.
 
-use crate::error::ServeError;
-use crate::tensor::{
-    element_count, DataType, ShapeDisplay, Signature, Tensor, TensorData, TensorSpec,
-};
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
-use base64::{alphabet, Engine};
+pub use crate::api::tfs_json_decode::decode_predict;
+use crate::tensor::{element_count, DataType, ShapeDisplay, Tensor, TensorData};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use bytes::Bytes;
 use half::{bf16, f16};
-use serde_json::{json, Map, Number, Value};
-use std::fmt::Display;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 use std::io::Write;
 
 /// Which request layout the client used; the response mirrors it.
@@ -47,488 +45,73 @@ pub enum JsonFormat {
 /// Named input tensors (signature order), the layout used, and the optional `signature_name`.
 pub type DecodedPredict = (Vec<(String, Tensor)>, JsonFormat, Option<String>);
 
-/// Standard alphabet; padding optional, like the absl decoder TFS uses.
-const B64_IN: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// Parses a `:predict` body against the model's signature. `model` only names the model in errors.
-pub fn decode_predict(
-    body: &[u8],
-    model: &str,
-    signature: &Signature,
-) -> Result<DecodedPredict, ServeError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ServeError::invalid(format!("Invalid JSON in the request body: {e}")))?;
-    let mut doc = match doc {
-        Value::Object(map) => map,
-        other => {
-            return Err(ServeError::invalid(format!(
-                "The request body must be a JSON object with \"instances\" or \"inputs\"; got {}",
-                kind(&other)
-            )))
-        }
-    };
-    let signature_name = match doc.remove("signature_name") {
-        None => None,
-        Some(Value::String(name)) => Some(name),
-        Some(other) => {
-            return Err(ServeError::invalid(format!(
-                "\"signature_name\" must be a string; got {}",
-                kind(&other)
-            )))
-        }
-    };
-    let (tensors, format) = match (doc.get("instances"), doc.get("inputs")) {
-        (Some(rows), None) => (decode_rows(rows, model, signature, body.len())?, JsonFormat::Row),
-        (None, Some(columns)) => (
-            decode_columns(columns, model, signature, body.len())?,
-            JsonFormat::Columnar,
-        ),
-        (Some(_), Some(_)) => {
-            return Err(ServeError::invalid(
-                "The request has both \"instances\" (row format) and \"inputs\" (columnar format); send exactly one",
-            ))
-        }
-        (None, None) => {
-            let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
-            return Err(ServeError::invalid(format!(
-                "The request has neither \"instances\" (row format) nor \"inputs\" (columnar format); got keys: [{}]",
-                keys.join(", ")
-            )));
-        }
-    };
-    Ok((tensors, format, signature_name))
-}
-
-/// `max_elements` bounds what is reserved up front (a JSON leaf takes at least one byte of body), so
-/// a small body whose first lists claim a huge shape cannot reserve more than it could fill.
-fn decode_rows(
-    rows: &Value,
-    model: &str,
-    signature: &Signature,
-    max_elements: usize,
-) -> Result<Vec<(String, Tensor)>, ServeError> {
-    let Value::Array(rows) = rows else {
-        return Err(ServeError::invalid(format!(
-            "\"instances\" must be a list (one item per batch row); got {}",
-            kind(rows)
-        )));
-    };
-    let Some(first) = rows.first() else {
-        return Err(ServeError::invalid(
-            "\"instances\" is an empty list; send at least one instance",
-        ));
-    };
-    let named = is_named(first);
-    if !named && signature.inputs.len() != 1 {
-        return Err(ServeError::invalid(format!(
-            "Instance 0 is {}, but model {model} takes {} inputs ({}): each instance must be an object naming every input",
-            kind(first),
-            signature.inputs.len(),
-            names(&signature.inputs)
-        )));
-    }
-    // Per input (signature order): its value in each instance.
-    let mut columns: Vec<Vec<&Value>> =
-        vec![Vec::with_capacity(rows.len()); signature.inputs.len()];
-    for (i, row) in rows.iter().enumerate() {
-        match (named, row) {
-            (true, Value::Object(map)) if is_named(row) => {
-                check_names(map, model, signature)?;
-                for (column, spec) in columns.iter_mut().zip(&signature.inputs) {
-                    column.push(&map[spec.name.as_str()]);
-                }
-            }
-            (false, _) if !is_named(row) => columns[0].push(row),
-            _ => {
-                return Err(ServeError::invalid(format!(
-                "Instance {i} is {}, but instance 0 is {}; every instance must have the same form",
-                kind(row),
-                if named {
-                    "an object naming the inputs"
-                } else {
-                    "a bare value"
-                }
-            )))
-            }
-        }
-    }
-    signature
-        .inputs
-        .iter()
-        .zip(columns)
-        .map(|(spec, values)| {
-            let row_shape = infer_shape(values[0]);
-            let shape: Vec<usize> = std::iter::once(values.len())
-                .chain(row_shape.iter().copied())
-                .collect();
-            let mut sink = Sink::new(&spec.name, read_as(spec, values[0]), &shape, max_elements)?;
-            for (i, value) in values.into_iter().enumerate() {
-                sink.instance = Some(i);
-                let this = infer_shape(value);
-                if this != row_shape {
-                    return Err(sink.err(format!(
-                        "Ragged instances - shape {} differs from instance 0's shape {}",
-                        ShapeDisplay(&this),
-                        ShapeDisplay(&row_shape)
-                    )));
-                }
-                sink.walk(value, &row_shape, 0)?;
-            }
-            Ok((spec.name.clone(), sink.finish(shape)))
-        })
-        .collect()
-}
-
-fn decode_columns(
-    inputs: &Value,
-    model: &str,
-    signature: &Signature,
-    max_elements: usize,
-) -> Result<Vec<(String, Tensor)>, ServeError> {
-    let values: Vec<&Value> = match inputs {
-        Value::Object(map) if is_named(inputs) => {
-            check_names(map, model, signature)?;
-            signature.inputs.iter().map(|spec| &map[spec.name.as_str()]).collect()
-        }
-        _ if signature.inputs.len() == 1 => vec![inputs],
-        _ => {
-            return Err(ServeError::invalid(format!(
-                "\"inputs\" is {}, but model {model} takes {} inputs ({}): send an object {{input name: value}}",
-                kind(inputs),
-                signature.inputs.len(),
-                names(&signature.inputs)
-            )))
-        }
-    };
-    signature
-        .inputs
-        .iter()
-        .zip(values)
-        .map(|(spec, value)| {
-            let shape = infer_shape(value);
-            let mut sink = Sink::new(&spec.name, read_as(spec, value), &shape, max_elements)?;
-            sink.walk(value, &shape, 0)?;
-            Ok((spec.name.clone(), sink.finish(shape)))
-        })
-        .collect()
-}
-
-/// Every key names an input and every input is present.
-fn check_names(
-    map: &Map<String, Value>,
-    model: &str,
-    signature: &Signature,
-) -> Result<(), ServeError> {
-    if let Some(key) = map.keys().find(|k| signature.input_index(k).is_none()) {
-        let expected = names(&signature.inputs);
-        return Err(ServeError::UnexpectedInput {
-            model: model.into(),
-            input: key.clone(),
-            expected,
-        });
-    }
-    if let Some(spec) = signature.inputs.iter().find(|s| !map.contains_key(&s.name)) {
-        let expected = names(&signature.inputs);
-        return Err(ServeError::MissingInput {
-            model: model.into(),
-            input: spec.name.clone(),
-            expected,
-        });
-    }
-    Ok(())
-}
-
-fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The text of a `{"b64": "<base64>"}` value (exactly that one string member).
-fn b64_text(v: &Value) -> Option<&str> {
-    match v {
-        Value::Object(map) if map.len() == 1 => map.get("b64").and_then(Value::as_str),
-        _ => None,
-    }
-}
-
-/// An object naming inputs, as opposed to a value (which may be a `{"b64": ..}` object).
-fn is_named(v: &Value) -> bool {
-    v.is_object() && b64_text(v).is_none()
-}
-
-/// The shape the nesting implies, following first elements (rectangularity is checked by `walk`).
-fn infer_shape(mut v: &Value) -> Vec<usize> {
-    let mut shape = Vec::new();
-    while let Value::Array(items) = v {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => v = first,
-            None => break,
-        }
-    }
-    shape
-}
-
-/// The dtype an input's values are read as: the signature's, except that `{"b64": ..}` values
-/// for a numeric input are read as strings. Those are JPEG/PNG images, which the request path
-/// decodes into the input's dtype for every transport alike (`model::image`).
-fn read_as(spec: &TensorSpec, value: &Value) -> DataType {
-    let mut leaf = value;
-    while let Value::Array(items) = leaf {
-        match items.first() {
-            Some(first) => leaf = first,
-            None => break,
-        }
-    }
-    if b64_text(leaf).is_some() {
-        DataType::Bytes
-    } else {
-        spec.dtype
-    }
-}
-
-/// The integer a JSON number denotes exactly (`2` and `2.0`, not `2.5`).
-fn integral(n: &Number) -> Option<i128> {
-    if let Some(u) = n.as_u64() {
-        return Some(u.into());
-    }
-    if let Some(i) = n.as_i64() {
-        return Some(i.into());
-    }
-    n.as_f64()
-        .filter(|f| f.is_finite() && f.fract() == 0.0)
-        .map(|f| f as i128)
-}
-
-/// What a mismatched JSON leaf looks like as a dtype, for `InvalidPrecision`.
-fn json_dtype(v: &Value) -> DataType {
-    match v {
-        Value::Bool(_) => DataType::Bool,
-        Value::Number(n) if n.is_f64() => DataType::F64,
-        Value::Number(n) if n.is_u64() && !n.is_i64() => DataType::U64,
-        Value::Number(_) => DataType::I64,
-        _ => DataType::Bytes,
-    }
-}
-
-/// Collects one input's elements, already in the tensor's byte form.
-struct Sink<'a> {
-    input: &'a str,
-    dtype: DataType,
-    instance: Option<usize>,
-    raw: Vec<u8>,
-    /// BYTES: all strings back to back, and where each ends.
-    strings: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl<'a> Sink<'a> {
-    fn new(
-        input: &'a str,
-        dtype: DataType,
-        shape: &[usize],
-        max_elements: usize,
-    ) -> Result<Sink<'a>, ServeError> {
-        let overflow = || {
-            ServeError::invalid(format!(
-                "Invalid input shape - the element count of {} overflows; input name: {input}",
-                ShapeDisplay(shape),
-            ))
-        };
-        let count = element_count(shape).ok_or_else(overflow)?;
-        let size = dtype.element_size();
-        count.checked_mul(size.unwrap_or(0)).ok_or_else(overflow)?;
-        let reserve = count.min(max_elements);
-        Ok(Sink {
-            input,
-            dtype,
-            instance: None,
-            raw: Vec::with_capacity(reserve * size.unwrap_or(0)),
-            strings: Vec::new(),
-            ends: Vec::with_capacity(if size.is_none() { reserve } else { 0 }),
-        })
-    }
-
-    fn err(&self, message: impl Display) -> ServeError {
-        match self.instance {
-            Some(i) => ServeError::invalid(format!(
-                "Instance {i}: {message}; input name: {}",
-                self.input
-            )),
-            None => ServeError::invalid(format!("{message}; input name: {}", self.input)),
-        }
-    }
-
-    fn precision(&self, v: &Value) -> ServeError {
-        ServeError::InvalidPrecision {
-            input: self.input.to_string(),
-            expected: self.dtype,
-            actual: json_dtype(v),
-        }
-    }
-
-    /// Checks `v` has exactly `shape` (depth counts from the value's outermost list) and appends its leaves.
-    fn walk(&mut self, v: &Value, shape: &[usize], depth: usize) -> Result<(), ServeError> {
-        let Some((&len, rest)) = shape.split_first() else {
-            return self.leaf(v, depth);
-        };
-        match v {
-            Value::Array(items) if items.len() == len => items
-                .iter()
-                .try_for_each(|item| self.walk(item, rest, depth + 1)),
-            Value::Array(items) => Err(self.err(format!(
-                "Ragged nested lists - a list of {} at depth {depth} where the first one has {len}",
-                items.len()
-            ))),
-            other => Err(self.err(format!(
-                "Ragged nested lists - {} at depth {depth} where a list of {len} is expected",
-                kind(other)
-            ))),
-        }
-    }
-
-    fn leaf(&mut self, v: &Value, depth: usize) -> Result<(), ServeError> {
-        use DataType::*;
-        match (self.dtype, v) {
-            (_, Value::Array(_)) => Err(self.err(format!("Ragged nested lists - a list at depth {depth} where a value is expected"))),
-            (_, Value::Null) => Err(self.err("null is not a valid tensor element")),
-            (Bytes, Value::String(s)) => {
-                self.strings.extend_from_slice(s.as_bytes());
-                self.ends.push(self.strings.len());
-                Ok(())
-            }
-            (dtype, Value::Object(_)) => match b64_text(v) {
-                Some(text) if dtype == Bytes => {
-                    B64_IN
-                        .decode_vec(text, &mut self.strings)
-                        .map_err(|e| self.err(format!("Invalid base64 in {{\"b64\": ..}}: {e}")))?;
-                    self.ends.push(self.strings.len());
-                    Ok(())
-                }
-                Some(_) => Err(self.precision(v)),
-                None => Err(self.err("An object where a value is expected (only {\"b64\": \"..\"} objects are values)")),
-            },
-            (F16 | BF16 | F32 | F64, Value::Number(n)) => {
-                let x = n.as_f64().ok_or_else(|| self.err(format!("Invalid value {n}")))?;
-                macro_rules! put {
-                    ($raw:expr, $v:expr) => {{
-                        let v = $v;
-                        $raw.extend_from_slice(&v.to_le_bytes());
-                        v.is_infinite()
-                    }};
-                }
-                let overflowed = match self.dtype {
-                    F16 => put!(self.raw, f16::from_f64(x)),
-                    BF16 => put!(self.raw, bf16::from_f64(x)),
-                    F32 => put!(self.raw, x as f32),
-                    _ => put!(self.raw, x),
-                };
-                match overflowed {
-                    true => Err(self.err(format!("Invalid value {n} for {} - out of range", self.dtype))),
-                    false => Ok(()),
-                }
-            }
-            (Bool, Value::Bool(b)) => {
-                self.raw.push(u8::from(*b));
-                Ok(())
-            }
-            (Bool, Value::Number(n)) => match integral(n) {
-                Some(i @ (0 | 1)) => {
-                    self.raw.push(i as u8);
-                    Ok(())
-                }
-                _ => Err(self.err(format!("Invalid value {n} for BOOL - expected true, false, 0 or 1"))),
-            },
-            (U8 | U16 | U32 | U64 | I8 | I16 | I32 | I64, Value::Number(n)) => {
-                let size = self.dtype.element_size().unwrap_or(8);
-                let bits = 8 * size as u32;
-                let (lo, hi) = match self.dtype {
-                    I8 | I16 | I32 | I64 => (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1),
-                    _ => (0, (1i128 << bits) - 1),
-                };
-                let i = integral(n).filter(|i| (lo..=hi).contains(i)).ok_or_else(|| {
-                    self.err(format!("Invalid value {n} for {} - expected an integer in {lo}..={hi}", self.dtype))
-                })?;
-                // Two's complement little-endian: the low `size` bytes are the value in the narrow type.
-                self.raw.extend_from_slice(&i.to_le_bytes()[..size]);
-                Ok(())
-            }
-            _ => Err(self.precision(v)),
-        }
-    }
-
-    fn finish(self, shape: Vec<usize>) -> Tensor {
-        if self.dtype != DataType::Bytes {
-            return Tensor::raw(self.dtype, shape, self.raw);
-        }
-        let all = Bytes::from(self.strings);
-        let mut start = 0;
-        let values = self
-            .ends
-            .into_iter()
-            .map(|end| {
-                let s = all.slice(start..end);
-                start = end;
-                s
-            })
-            .collect();
-        Tensor::strings(shape, values)
-    }
-}
-
-/// Builds the response body: `{"predictions": ..}` for [`JsonFormat::Row`] (columnar layout when the
+/// The response body: `{"predictions": ..}` for [`JsonFormat::Row`] (columnar layout when the
 /// outputs share no batch dimension, see the module docs), `{"outputs": ..}` for
 /// [`JsonFormat::Columnar`]; a single output is written bare, several as `{name: value}` in the given
-/// order. Infallible so it slots into the REST handler: an output whose data disagrees with its
-/// shape (a backend bug, outputs are not validated) is logged and written as `null`.
-pub fn encode_predict(format: JsonFormat, outputs: Vec<(String, Tensor)>) -> Value {
-    let views: Vec<(&str, View)> = outputs
-        .iter()
-        .map(|(name, t)| (name.as_str(), View::new(name, t)))
-        .collect();
-    let batch = views.first().and_then(|(_, v)| v.shape.first().copied());
-    let same_batch = views.iter().all(|(_, v)| v.shape.first().copied() == batch);
-    match (format, batch) {
-        (JsonFormat::Row, Some(batch)) if same_batch => {
-            let row = |i: usize| match views.as_slice() {
-                [(_, only)] => only.row(i),
-                _ => Value::Object(
-                    views
-                        .iter()
-                        .map(|(name, v)| (name.to_string(), v.row(i)))
-                        .collect(),
-                ),
-            };
-            json!({ "predictions": (0..batch).map(row).collect::<Vec<_>>() })
+/// order. Serialized straight from the tensors (no `Value` tree: an answer as large as a 100 MB
+/// request would take ~18× its size as one). Infallible so it slots into the REST handler: an
+/// output whose data disagrees with its shape (a backend bug, outputs are not validated) is
+/// logged and written as `null`.
+pub struct PredictResponse {
+    format: JsonFormat,
+    outputs: Vec<(String, Tensor)>,
+}
+
+pub fn encode_predict(format: JsonFormat, outputs: Vec<(String, Tensor)>) -> PredictResponse {
+    PredictResponse { format, outputs }
+}
+
+impl Serialize for PredictResponse {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let views: Vec<(&str, View)> = self
+            .outputs
+            .iter()
+            .map(|(name, t)| (name.as_str(), View::new(name, t)))
+            .collect();
+        let batch = views.first().and_then(|(_, v)| v.shape.first().copied());
+        let same_batch = views.iter().all(|(_, v)| v.shape.first().copied() == batch);
+        let mut body = serializer.serialize_map(Some(1))?;
+        match (self.format, batch) {
+            (JsonFormat::Row, Some(batch)) if same_batch => {
+                body.serialize_entry("predictions", &Rows(&views, batch))?
+            }
+            _ => body.serialize_entry("outputs", &Outputs(&views, None))?,
         }
-        _ => {
-            let value = match views.as_slice() {
-                [(_, only)] => only.all(),
-                _ => Value::Object(
-                    views
-                        .iter()
-                        .map(|(name, v)| (name.to_string(), v.all()))
-                        .collect(),
-                ),
-            };
-            json!({ "outputs": value })
+        body.end()
+    }
+}
+
+/// The row layout: one item per row of the shared first dimension.
+struct Rows<'v, 'a>(&'v [(&'a str, View<'a>)], usize);
+
+impl Serialize for Rows<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut rows = serializer.serialize_seq(Some(self.1))?;
+        for i in 0..self.1 {
+            rows.serialize_element(&Outputs(self.0, Some(i)))?;
+        }
+        rows.end()
+    }
+}
+
+/// Every output (`Some(i)`: its row `i`), bare when there is one, else `{name: value}`.
+struct Outputs<'v, 'a>(&'v [(&'a str, View<'a>)], Option<usize>);
+
+impl<'v, 'a> Serialize for Outputs<'v, 'a> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let part = |view: &'v View<'a>| match self.1 {
+            Some(i) => view.row(i),
+            None => view.all(),
+        };
+        match self.0 {
+            [(_, only)] => part(only).serialize(serializer),
+            views => {
+                let mut map = serializer.serialize_map(Some(views.len()))?;
+                for (name, view) in views {
+                    map.serialize_entry(name, &part(view))?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -570,30 +153,50 @@ impl<'a> View<'a> {
         }
     }
 
-    fn all(&self) -> Value {
-        self.nested(self.shape, &mut 0)
+    fn all(&self) -> Nested<'_, 'a> {
+        Nested {
+            view: self,
+            dims: self.shape,
+            start: 0,
+        }
     }
 
     /// Row `i` of the first dimension.
-    fn row(&self, i: usize) -> Value {
+    fn row(&self, i: usize) -> Nested<'_, 'a> {
         let rest = self.shape.get(1..).unwrap_or(&[]);
-        let mut index = i.saturating_mul(element_count(rest).unwrap_or(0));
-        self.nested(rest, &mut index)
-    }
-
-    fn nested(&self, dims: &[usize], index: &mut usize) -> Value {
-        let Some(data) = &self.data else {
-            return Value::Null;
-        };
-        match dims.split_first() {
-            None => {
-                *index += 1;
-                data.elem(*index - 1)
-            }
-            Some((&len, rest)) => {
-                Value::Array((0..len).map(|_| self.nested(rest, index)).collect())
-            }
+        Nested {
+            view: self,
+            dims: rest,
+            start: i.saturating_mul(element_count(rest).unwrap_or(0)),
         }
+    }
+}
+
+/// A view's elements from `start` as lists nested to `dims`, serialized as they are read.
+struct Nested<'v, 'a> {
+    view: &'v View<'a>,
+    dims: &'v [usize],
+    start: usize,
+}
+
+impl Serialize for Nested<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(data) = &self.view.data else {
+            return serializer.serialize_unit();
+        };
+        let Some((&len, rest)) = self.dims.split_first() else {
+            return data.elem(self.start).serialize(serializer);
+        };
+        let stride = element_count(rest).unwrap_or(0);
+        let mut list = serializer.serialize_seq(Some(len))?;
+        for k in 0..len {
+            list.serialize_element(&Nested {
+                view: self.view,
+                dims: rest,
+                start: self.start + k * stride,
+            })?;
+        }
+        list.end()
     }
 }
 
@@ -625,38 +228,16 @@ impl Elems<'_> {
     }
 }
 
-/// One tensor from a JSON list whose dtype and shape the client gave (KServe v2 `data`): the list
-/// is flat (one value per element) or nested to the shape. Values follow the same rules as TFS
-/// requests. `max_elements` bounds the up-front reservation, as in [`decode_predict`].
-pub(crate) fn decode_typed_values(
-    input: &str,
-    dtype: DataType,
-    shape: Vec<usize>,
-    data: &Value,
-    max_elements: usize,
-) -> Result<Tensor, ServeError> {
-    let mut sink = Sink::new(input, dtype, &shape, max_elements)?;
-    match data {
-        Value::Array(items) if !items.iter().any(Value::is_array) => {
-            let count = element_count(&shape).unwrap_or(usize::MAX);
-            if items.len() != count {
-                return Err(sink.err(format!(
-                    "Invalid number of values in data - Expected: {count} for shape {}; Actual: {}",
-                    ShapeDisplay(&shape),
-                    items.len()
-                )));
-            }
-            items.iter().try_for_each(|item| sink.leaf(item, 1))?;
-        }
-        nested => sink.walk(nested, &shape, 0)?,
-    }
-    Ok(sink.finish(shape))
-}
-
 /// A tensor's elements as one flat JSON list (KServe v2 `data`), written as TFS responses are.
 pub(crate) fn flat_values(name: &str, tensor: &Tensor) -> Value {
     let count = element_count(&tensor.shape).unwrap_or(0);
-    View::new(name, tensor).nested(&[count], &mut 0)
+    let view = View::new(name, tensor);
+    let flat = Nested {
+        view: &view,
+        dims: &[count],
+        start: 0,
+    };
+    serde_json::to_value(flat).unwrap_or(Value::Null)
 }
 
 fn le<const N: usize>(bytes: &[u8], i: usize) -> [u8; N] {
@@ -683,7 +264,8 @@ fn f32_value(x: f32) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{tensor_from_slice, tensor_to_vec};
+    use crate::error::ServeError;
+    use crate::tensor::{tensor_from_slice, tensor_to_vec, Signature, TensorSpec};
     use DataType::{Bool, BF16, F16, F32, F64, I16, I32, I64, I8, U16, U32, U64, U8};
 
     fn sig(inputs: &[(&str, DataType)]) -> Signature {
@@ -720,13 +302,11 @@ mod tests {
     }
 
     fn out(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> Value {
-        encode_predict(
-            format,
-            outputs
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t))
-                .collect(),
-        )
+        let outputs = outputs
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        serde_json::to_value(encode_predict(format, outputs)).unwrap()
     }
 
     #[test]
@@ -894,7 +474,7 @@ mod tests {
             "{e}"
         );
         // For a numeric input, b64 values are images: read as strings, decoded later
-        // (`model::image`), which also refuses them when the input cannot take images.
+        // (`serving::image`), which also refuses them when the input cannot take images.
         let (t, _) = ok(r#"{"inputs": [{"b64": "AA=="}]}"#, &sig(&[("x", F32)]));
         assert_eq!(t[0].1, strings(vec![1], &[&[0]]));
         let (t, _) = ok(
@@ -1019,6 +599,39 @@ mod tests {
         ));
     }
 
+    /// The body is read as it streams, but answers are those of a check of the whole request:
+    /// a syntax error anywhere first, then the envelope, then every instance's form, then the
+    /// values, input by input in signature order. Repeated keys: the last one counts.
+    #[test]
+    fn which_problem_is_reported_and_repeated_keys() {
+        let s = sig(&[("a", F32), ("b", I64)]);
+        let e = decode(r#"{"instances": [{"a": "bad", "b": 1}, {"a": 1}]}"#, &s).unwrap_err();
+        assert!(
+            matches!(&e, ServeError::MissingInput { input, .. } if input == "b"),
+            "{e}"
+        );
+        let e = decode(
+            r#"{"instances": [{"a": 1, "b": "x"}, {"b": 2, "a": "y"}]}"#,
+            &s,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ServeError::InvalidPrecision { input, .. } if input == "a"),
+            "{e}"
+        );
+        assert!(fail(r#"{"instances": [[1, "x"]], "inputs": 1"#, &s)
+            .starts_with("Invalid JSON in the request body: EOF while parsing an object"));
+        assert!(fail(r#"{"instances": [[1, "x"]], "inputs": [1]}"#, &s).contains("both"));
+        let (t, _) = ok(r#"{"instances": [{"a": [1], "b": 3, "a": [2, 5]}]}"#, &s);
+        assert_eq!(t[0].1, f32s(vec![1, 2], &[2.0, 5.0]));
+        let one = sig(&[("x", F32)]);
+        let (t, format) = ok(r#"{"instances": "no", "instances": [[5]]}"#, &one);
+        assert_eq!(
+            (format, &t[0].1),
+            (JsonFormat::Row, &f32s(vec![1, 1], &[5.0]))
+        );
+    }
+
     #[test]
     fn claimed_shape_does_not_reserve_memory() {
         // ~30 kB whose first lists claim 4000^3 FP32 elements (256 GB): a ragged error, no abort.
@@ -1073,6 +686,19 @@ mod tests {
         assert_eq!(out(JsonFormat::Row, two()), row);
         let columnar = json!({"outputs": {"a": [7, -8], "b": [[1.0, 0.1], [-3.5, 4.0]]}});
         assert_eq!(out(JsonFormat::Columnar, two()), columnar);
+        // Serialized as it is read, outputs in the given order.
+        let text = serde_json::to_string(&encode_predict(
+            JsonFormat::Row,
+            vec![
+                ("b".into(), tensor_from_slice(I64, vec![2], &[1i64, 2])),
+                ("a".into(), f32s(vec![2], &[0.5, f32::NAN])),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"predictions":[{"b":1,"a":0.5},{"b":2,"a":null}]}"#
+        );
         // No shared batch dimension: row falls back to the columnar layout.
         let mixed = vec![
             ("a", tensor_from_slice(I64, vec![3], &[1i64, 2, 3])),

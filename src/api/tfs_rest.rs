@@ -1,11 +1,12 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
-use crate::api::rest_body::Body;
+use crate::api::json_threads;
+use crate::api::rest_body::{give_memory_back, Body};
 use crate::api::rest_routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs_codec::tf_dtype;
 use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
-use crate::api::tfs_json::{decode_predict, encode_predict};
+use crate::api::tfs_json::{decode_predict, encode_predict, PredictResponse};
 use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};
@@ -158,6 +159,12 @@ fn status_json(registry: &Registry, path: &ModelPath) -> Result<Value, ServeErro
     Ok(model_status_json(&model, only))
 }
 
+/// A `/v1/models/...` answer: a small JSON value, or a predict body serialized from its tensors.
+enum Reply {
+    Json(Value),
+    Predict(PredictResponse),
+}
+
 /// `GET` and `POST` on `/v1/models/{tail:.*}`.
 pub async fn models(
     request: HttpRequest,
@@ -170,6 +177,7 @@ pub async fn models(
         Err(e) => return body_error(&e),
     };
     let started = Instant::now();
+    let body_len = body.len();
     let parsed = parse_model_path(&tail);
     if let Ok(path) = &parsed {
         let allow = match path.action {
@@ -192,27 +200,28 @@ pub async fn models(
         let path = parsed.as_ref().map_err(Clone::clone)?;
         // The method was checked against the action above.
         match path.action {
-            Action::Status => status_json(&registry, path),
+            Action::Status => status_json(&registry, path).map(Reply::Json),
             Action::Metadata => {
                 let servable = registry.resolve(&path.model, &path.version)?;
                 answered = Some(servable.version);
-                Ok(metadata_json(
+                Ok(Reply::Json(metadata_json(
                     &servable.model,
                     servable.version,
                     &servable.signature,
-                ))
+                )))
             }
             Action::Predict => {
                 let servable = registry.resolve(&path.model, &path.version)?;
-                // Decoding a large JSON body takes long: on a blocking thread, so the REST
-                // threads keep answering other connections meanwhile.
+                // Decoding a large JSON body takes long: off the REST threads (and at a lower
+                // priority), so they keep answering other connections meanwhile.
                 let decoding = servable.clone();
-                let (inputs, format, signature_name) =
-                    web::block(move || decode_predict(&body, &decoding.model, &decoding.signature))
-                        .await
-                        .map_err(|e| {
-                            ServeError::invalid(format!("cannot decode the body: {e}"))
-                        })??;
+                let (inputs, format, signature_name) = json_threads::decode(body_len, move || {
+                    decode_predict(&body, &decoding.model, &decoding.signature)
+                })
+                .await
+                .ok_or_else(|| {
+                    ServeError::invalid("cannot decode the body: its decoding failed")
+                })??;
                 if let Some(name) =
                     signature_name.filter(|n| !n.is_empty() && n != DEFAULT_SIGNATURE)
                 {
@@ -228,7 +237,7 @@ pub async fn models(
                 };
                 let answer = infer_resolved(&registry, servable, request).await?;
                 answered = Some(answer.version);
-                Ok(encode_predict(format, answer.outputs))
+                Ok(Reply::Predict(encode_predict(format, answer.outputs)))
             }
         }
     };
@@ -249,10 +258,13 @@ pub async fn models(
             started.elapsed(),
         );
     }
-    match result {
-        Ok(body) => HttpResponse::Ok().json(body),
+    let response = match result {
+        Ok(Reply::Json(body)) => HttpResponse::Ok().json(body),
+        Ok(Reply::Predict(body)) => HttpResponse::Ok().json(body),
         Err(e) => error_response(&e),
-    }
+    };
+    give_memory_back(body_len).await;
+    response
 }
 
 /// Any other path: a JSON 404, like TF Serving.
