@@ -61,8 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes::Bytes`, decoded by slicing tonic's decode buffer
         // (`copy_to_bytes`) instead of copying into a `Vec<u8>`.
         .bytes(".")
-        // Malformed protobuf from a client is INVALID_ARGUMENT, not INTERNAL (src/api/codec.rs).
-        .codec_path("crate::api::codec::StrictCodec")
+        // Malformed protobuf from a client is INVALID_ARGUMENT, not INTERNAL (src/api/grpc/codec.rs).
+        .codec_path("crate::api::grpc::codec::StrictCodec")
         .file_descriptor_set_path(out_dir.join("vinoserve_descriptor.bin"))
         .compile_with_config(
             prost_config,

@@ -25,7 +25,7 @@ use prost::Message;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
-use vinoserve::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto};
+use vinoserve::api::tfs::codec::{decode_tensor, encode_tensor, shape_proto};
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
 use vinoserve::proto::tensorflow::{DataType as TfType, TensorProto};
 use vinoserve::runtime::fake::{fake_load_spec, FakeBackend};

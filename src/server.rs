@@ -3,9 +3,9 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
-use crate::api::rest_body::{BodyTimeout, JsonLimit};
-use crate::api::rest_routes::only;
-use crate::api::{config_rest, grpc_server, kserve_rest, tfs_rest};
+use crate::api::rest::body::{BodyTimeout, JsonLimit};
+use crate::api::rest::routes::only;
+use crate::api::{grpc, kserve, rest, tfs};
 use crate::config::{ServeArgs, ServerConfig};
 use crate::control::manager::{
     ApplyConfig, ModelManager, RebuildModels, ReloadConfig, RetireEverything, Sources,
@@ -71,26 +71,30 @@ fn start_rest(
             .app_data(body_timeout)
             .app_data(json_limit)
             .service(only("/v1/placement", Method::GET, placement_status))
-            .service(only("/v1/config", Method::GET, config_rest::get_config))
-            .service(only("/v1/config/reload", Method::POST, config_rest::reload))
+            .service(only("/v1/config", Method::GET, rest::config::get_config))
+            .service(only(
+                "/v1/config/reload",
+                Method::POST,
+                rest::config::reload,
+            ))
             // Every method: which one a path takes depends on its suffix (`:predict` is POST).
             // TFS REST bodies are all JSON: their budget applies before they are read.
             .service(
                 web::resource("/v1/models/{tail:.*}")
                     .app_data(web::PayloadConfig::new(json_limit.0.min(limit)))
-                    .route(web::route().to(tfs_rest::models)),
+                    .route(web::route().to(tfs::rest::models)),
             )
-            .configure(kserve_rest::routes);
+            .configure(kserve::rest::routes);
         let app = if metrics_enabled {
             app.service(only("/metrics", Method::GET, metrics_text))
         } else {
             app
         };
-        app.default_service(web::to(tfs_rest::not_found))
+        app.default_service(web::to(tfs::rest::not_found))
     })
     .on_connect(move |connection, _| {
         if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            if let Err(e) = crate::api::accept::set_send_timeout(tcp, send_timeout) {
+            if let Err(e) = crate::api::grpc::accept::set_send_timeout(tcp, send_timeout) {
                 tracing::warn!(error = %e, "cannot set the send timeout of a REST connection");
             }
         }
@@ -196,7 +200,7 @@ pub struct RunningServer {
     pub manager: Addr<ModelManager>,
     readiness: Arc<Readiness>,
     notifier: Notifier,
-    grpc: grpc_server::GrpcServer,
+    grpc: grpc::server::GrpcServer,
     rest: actix_web::dev::ServerHandle,
     rest_task: actix_rt::task::JoinHandle<std::io::Result<()>>,
     drain: Duration,
@@ -274,7 +278,7 @@ pub async fn start(
         placement.on_worker_restart(move |models| manager.do_send(RebuildModels(models)));
     }
     let readiness = Arc::new(Readiness::new(registry.clone(), args.readiness));
-    let grpc = grpc_server::start(
+    let grpc = grpc::server::start(
         &args,
         grpc_listener,
         registry.clone(),

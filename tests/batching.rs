@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{spec, Repo, Server};
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 

@@ -12,7 +12,7 @@ use common::{copy_dir, wait_state, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::{model_spec, ModelSpec, PredictRequest};
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 

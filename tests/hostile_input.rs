@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use tonic::Code;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
 use vinoserve::proto::tensorflow::{
     tensor_shape_proto, DataType as Tf, TensorProto, TensorShapeProto,

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::file_system_storage_path_source_config::{
     servable_version_policy::{Latest, PolicyChoice},
     ServableVersionPolicy,

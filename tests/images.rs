@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Cursor;
 use tonic::Code;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::model_infer_request::InferInputTensor;
 use vinoserve::proto::inference::{InferTensorContents, ModelInferRequest};

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::model_infer_request::InferInputTensor;
 use vinoserve::proto::inference::{InferTensorContents, ModelInferRequest};

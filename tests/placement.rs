@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};

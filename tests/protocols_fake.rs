@@ -24,7 +24,7 @@ fn predict(model: &str, version: Option<i64>, dtype: Tf, content: &[u8]) -> Pred
             "x".to_string(),
             TensorProto {
                 dtype: dtype as i32,
-                tensor_shape: Some(vinoserve::api::tfs_codec::shape_proto(&[1])),
+                tensor_shape: Some(vinoserve::api::tfs::codec::shape_proto(&[1])),
                 tensor_content: Bytes::copy_from_slice(content),
                 ..Default::default()
             },
@@ -63,7 +63,7 @@ async fn tfs_grpc_serves_the_latest_version_and_maps_errors() {
     // Two floats for a [1] input: the message says what was expected and what came.
     let mut wrong = predict("m", None, Tf::DtFloat, &[0; 8]);
     wrong.inputs.get_mut("x").unwrap().tensor_shape =
-        Some(vinoserve::api::tfs_codec::shape_proto(&[2]));
+        Some(vinoserve::api::tfs::codec::shape_proto(&[2]));
     let e = status(wrong).await;
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }

@@ -7,7 +7,7 @@ use common::{reference, spec, statuses, Repo, Server};
 use openvino::ElementType;
 use prost::Message;
 use tonic::Code;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::{
     model_spec::VersionChoice, ClassificationRequest, GetModelMetadataRequest,
     GetModelStatusRequest, ModelSpec, PredictRequest, SignatureDefMap,

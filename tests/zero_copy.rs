@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{reference, Repo, Server};
 use openvino::ElementType;
 use serde_json::json;
-use vinoserve::api::tfs_codec::shape_proto;
+use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::{model_infer_request, ModelInferRequest};
 use vinoserve::proto::tensorflow::serving::PredictRequest;

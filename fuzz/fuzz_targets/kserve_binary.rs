@@ -11,7 +11,7 @@ mod common;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use vinoserve::api::kserve_json::{decode_request, encode_response};
+use vinoserve::api::kserve::json::{decode_request, encode_response};
 use vinoserve::model::request::InferResponse;
 use vinoserve::model::validate::validate_inputs;
 

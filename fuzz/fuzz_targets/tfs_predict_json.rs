@@ -10,7 +10,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use vinoserve::api::tfs_json::{decode_predict, encode_predict};
+use vinoserve::api::tfs::json::{decode_predict, encode_predict};
 use vinoserve::model::validate::validate_inputs;
 use vinoserve::tensor::DataType;
 

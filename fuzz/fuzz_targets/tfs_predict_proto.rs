@@ -10,7 +10,7 @@ mod common;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use vinoserve::api::tfs_codec::{decode_tensor, encode_tensor};
+use vinoserve::api::tfs::codec::{decode_tensor, encode_tensor};
 use vinoserve::model::validate::validate_inputs;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
 

@@ -1,25 +1,17 @@
-//! Transports: each converts its wire format to the internal request and back.
+//! The front ends: each protocol turns its wire format into the internal request
+//! (`serving::request`) and the answer back, and maps errors to its codes (`status`).
+//!
+//! - `tfs`: TensorFlow Serving's gRPC and REST APIs, sharing its tensor codec and JSON formats;
+//! - `kserve`: KServe v2 (Open Inference Protocol) over gRPC and REST;
+//! - `json`: JSON ⇄ tensor bytes without a value tree, shared by both REST APIs;
+//! - `grpc`: the gRPC transport (accepting within limits, lingering close, deadlines, the codec,
+//!   health and reflection);
+//! - `rest`: the REST transport (body limits and timeouts, routes, the config endpoints).
 
-pub mod accept;
-pub mod codec;
-pub mod config_rest;
-pub mod deadline;
-pub mod grpc_meta;
-pub mod grpc_server;
-pub mod json_threads;
-pub mod json_values;
-pub mod kserve_codec;
-pub mod kserve_grpc;
-pub mod kserve_json;
-pub mod kserve_json_data;
-pub mod kserve_rest;
-pub mod linger;
-pub mod rest_body;
-pub mod rest_routes;
+pub mod grpc;
+pub mod json;
+pub mod kserve;
+pub mod rest;
 pub mod status;
-pub mod tfs_codec;
-pub mod tfs_grpc;
-pub mod tfs_json;
-pub mod tfs_json_decode;
-pub mod tfs_rest;
+pub mod tfs;
 pub mod trace;

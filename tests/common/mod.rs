@@ -91,7 +91,7 @@ pub fn zeros_request(
             "x".to_string(),
             TensorProto {
                 dtype: DataType::DtFloat as i32,
-                tensor_shape: Some(vinoserve::api::tfs_codec::shape_proto(&[
+                tensor_shape: Some(vinoserve::api::tfs::codec::shape_proto(&[
                     1i64,
                     width as i64,
                 ])),

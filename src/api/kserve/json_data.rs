@@ -1,12 +1,12 @@
-//! KServe v2 REST `inputs[].data` read straight into tensor bytes ([`crate::api::json_values`]).
+//! KServe v2 REST `inputs[].data` read straight into tensor bytes ([`crate::api::json::values`]).
 //!
-//! The first pass (serde derive in `kserve_json`) reads `data` only as a [`DataForm`]: whether it
+//! The first pass (serde derive in `kserve::json`) reads `data` only as a [`DataForm`]: whether it
 //! is a flat list (one value per element) or nested to the shape. The second pass, here, reads
 //! each `data` into a [`Column`] of the client's `datatype` and `shape`, which may come after
 //! `data` in the object.
 
-use crate::api::json_values::{check_count, Column, FlatSeed, SkipVisitor, ValueSeed};
-use crate::api::kserve_codec::{datatype, shape};
+use crate::api::json::values::{check_count, Column, FlatSeed, SkipVisitor, ValueSeed};
+use crate::api::kserve::codec::{datatype, shape};
 use crate::error::ServeError;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -141,6 +141,11 @@ pub(crate) fn read_data<'a>(
     inputs: &[DataInput<'a>],
 ) -> Result<Vec<Option<Result<Column<'a>, ServeError>>>, ServeError> {
     let mut plans: Vec<Option<Plan<'a>>> = inputs.iter().map(plan).collect();
+    for plan in plans.iter_mut().flatten() {
+        if let Plan::Read { column, .. } = plan {
+            column.reserve_for(header.len());
+        }
+    }
     let mut read: Vec<Option<Result<Column<'a>, ServeError>>> = Vec::new();
     if plans.iter().any(|p| matches!(p, Some(Plan::Read { .. }))) {
         let mut parser = serde_json::Deserializer::from_slice(header);

@@ -1,6 +1,6 @@
 //! KServe v2 gRPC: `inference.GRPCInferenceService` (health, metadata, `ModelInfer`).
 
-use crate::api::kserve_codec::{
+use crate::api::kserve::codec::{
     decode_infer_request, encode_infer_response, tensor_metadata, version_selector,
 };
 use crate::api::status::to_status;

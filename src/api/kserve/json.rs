@@ -11,9 +11,9 @@
 //! request's `binary_data_output` or the output's own `binary_data` parameter (which wins), as
 //! binary data after the JSON, announced by `"parameters": {"binary_data_size": K}`.
 
-use crate::api::kserve_codec::{datatype, decode_raw, encode_raw, shape, wire_shape};
-use crate::api::kserve_json_data::{read_data, DataForm, DataInput};
-use crate::api::tfs_json::flat_values;
+use crate::api::kserve::codec::{datatype, decode_raw, encode_raw, shape, wire_shape};
+use crate::api::kserve::json_data::{read_data, DataForm, DataInput};
+use crate::api::tfs::json::flat_values;
 use crate::error::ServeError;
 use crate::serving::request::InferResponse;
 use crate::tensor::Tensor;

@@ -1,7 +1,7 @@
 //! OVMS's config endpoints: `POST /v1/config/reload` and `GET /v1/config`.
 
 use crate::api::status::http_status;
-use crate::api::tfs_rest::model_status_json;
+use crate::api::tfs::rest::model_status_json;
 use crate::control::manager::{ModelManager, ReloadConfig};
 use crate::serving::registry::Registry;
 use actix::Addr;

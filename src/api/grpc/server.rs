@@ -9,11 +9,11 @@
 //! as they are accepted, which is how gRPC clients spread load anyway (a channel's requests share
 //! one connection, whose frames one task reads whichever way the runtime is built).
 
-use crate::api::accept;
-use crate::api::kserve_grpc::KServeGrpc;
-use crate::api::linger::LingeringStream;
-use crate::api::tfs_grpc::TfsGrpc;
-use crate::api::{deadline::DeadlineLayer, grpc_meta};
+use crate::api::grpc::accept;
+use crate::api::grpc::linger::LingeringStream;
+use crate::api::grpc::{deadline::DeadlineLayer, meta};
+use crate::api::kserve::grpc::KServeGrpc;
+use crate::api::tfs::grpc::TfsGrpc;
 use crate::config::ServeArgs;
 use crate::control::manager::ModelManager;
 use crate::control::readiness::Readiness;
@@ -107,8 +107,8 @@ async fn serve(listener: std::net::TcpListener, shared: Shared, stop: watch::Rec
     let limit = shared.max_message_size;
     let kserve = KServeGrpc::new(shared.registry.clone(), shared.readiness.clone());
     let service = TfsGrpc::new(shared.registry, shared.manager);
-    let health = grpc_meta::health_service(shared.readiness).await;
-    let (reflection, reflection_v1alpha) = match grpc_meta::reflection_services() {
+    let health = meta::health_service(shared.readiness).await;
+    let (reflection, reflection_v1alpha) = match meta::reflection_services() {
         Ok(services) => services,
         Err(e) => {
             tracing::error!(error = %e, "cannot build gRPC reflection");

@@ -4,11 +4,11 @@
 //! syntax errors, the layout (`instances` or `inputs`), `signature_name`, and whether every
 //! row-format instance has the form of instance 0 and names every input, answering each problem
 //! as the tree-walking decoder did. Pass 2 reads the values of the layout straight into tensor
-//! bytes ([`crate::api::json_values`]). Pass 1 allocates nothing per element, and lets pass 2 read
+//! bytes ([`crate::api::json::values`]). Pass 1 allocates nothing per element, and lets pass 2 read
 //! each row once, knowing its form; pass 2 cannot meet a syntax error.
 
-use crate::api::json_values::{Column, Mark, MaybeString, Skip, SkipVisitor, ValueSeed};
-use crate::api::tfs_json::{DecodedPredict, JsonFormat};
+use crate::api::json::values::{Column, Mark, MaybeString, Skip, SkipVisitor, ValueSeed};
+use crate::api::tfs::json::{DecodedPredict, JsonFormat};
 use crate::error::ServeError;
 use crate::tensor::{Signature, TensorSpec};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -25,7 +25,11 @@ pub fn decode_predict(
     let mut columns: Vec<Column> = signature
         .inputs
         .iter()
-        .map(|spec| Column::free(&spec.name, spec.dtype))
+        .map(|spec| {
+            let mut column = Column::free(&spec.name, spec.dtype);
+            column.reserve_for(body.len());
+            column
+        })
         .collect();
     let mut parser = serde_json::Deserializer::from_slice(body);
     parser
@@ -567,7 +571,7 @@ impl<'de> Visitor<'de> for NamedColumns<'_, '_> {
             };
             let spec = &self.input.0.inputs[i];
             let column = &mut self.columns[i];
-            *column = Column::free(&spec.name, spec.dtype);
+            column.restart(&spec.name, spec.dtype);
             let mark = column.begin(None);
             map.next_value_seed(ValueSeed::root(column))?;
             column.end(mark);

@@ -265,6 +265,32 @@ impl<'s> Column<'s> {
         column
     }
 
+    /// Reserves room for as many values as a JSON text of `json_len` bytes can hold (a number
+    /// takes at least two bytes with its separator), or as `expected` says when fewer, so the
+    /// buffer never grows by copying: an allocator that cannot grow a large block in place
+    /// (mimalloc, unlike glibc's mremap) would hold the old and the new block at once, up to
+    /// three times the tensor. Capacity never written costs address space, not memory.
+    pub(crate) fn reserve_for(&mut self, json_len: usize) {
+        let Some(size) = self.declared.element_size() else {
+            return;
+        };
+        let most = json_len / 2 + 1;
+        let count = match &self.expected {
+            Some(shape) => element_count(shape).unwrap_or(most).min(most),
+            None => most,
+        };
+        self.raw.reserve(count.saturating_mul(size));
+    }
+
+    /// Starts over as a fresh TFS column (a repeated input name: the last one counts), in the
+    /// room already reserved.
+    pub(crate) fn restart(&mut self, input: &'s str, declared: DataType) {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        *self = Column::free(input, declared);
+        self.raw = raw;
+    }
+
     pub(crate) fn err(&self, message: impl fmt::Display) -> ServeError {
         match self.instance {
             Some(i) => ServeError::invalid(format!(
@@ -323,7 +349,7 @@ impl<'s> Column<'s> {
             self.error = None;
         }
         if self.instance.is_none_or(|i| i == 0) {
-            *self = Column::free(self.input, self.declared);
+            self.restart(self.input, self.declared);
         }
     }
 

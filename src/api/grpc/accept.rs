@@ -5,7 +5,7 @@
 //! open keep being served. Every accepted socket (gRPC and REST) gets the send timeout: a
 //! client that stops reading its answers is disconnected once data waits that long.
 
-use crate::api::linger::LingeringStream;
+use crate::api::grpc::linger::LingeringStream;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

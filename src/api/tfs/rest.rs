@@ -1,12 +1,12 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
-use crate::api::json_threads;
-use crate::api::rest_body::{give_memory_back, Body};
-use crate::api::rest_routes::method_not_allowed;
+use crate::api::json::threads as json_threads;
+use crate::api::rest::body::{give_memory_back, Body};
+use crate::api::rest::routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
-use crate::api::tfs_codec::tf_dtype;
-use crate::api::tfs_grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
-use crate::api::tfs_json::{decode_predict, encode_predict, PredictResponse};
+use crate::api::tfs::codec::tf_dtype;
+use crate::api::tfs::grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
+use crate::api::tfs::json::{decode_predict, encode_predict, PredictResponse};
 use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::error::{Clip, ServeError};
 use crate::metrics::{Call, METRICS};

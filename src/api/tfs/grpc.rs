@@ -1,7 +1,7 @@
 //! TensorFlow Serving gRPC: `PredictionService` and `ModelService`, wire-compatible with TFS.
 
 use crate::api::status::to_status;
-use crate::api::tfs_codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
+use crate::api::tfs::codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
 use crate::api::trace::{grpc_traceparent, record_version, request_span};
 use crate::control::manager::{EditConfig, ModelManager};
 use crate::error::ServeError;

@@ -1,12 +1,12 @@
 //! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
-use crate::api::json_threads;
-use crate::api::kserve_codec::version_selector;
-use crate::api::kserve_grpc::{model_metadata_of, server_metadata};
-use crate::api::kserve_json::{decode_request, encode_response};
-use crate::api::rest_body::{give_memory_back, json_too_large, Body, JsonLimit};
-use crate::api::rest_routes::only;
+use crate::api::json::threads as json_threads;
+use crate::api::kserve::codec::version_selector;
+use crate::api::kserve::grpc::{model_metadata_of, server_metadata};
+use crate::api::kserve::json::{decode_request, encode_response};
+use crate::api::rest::body::{give_memory_back, json_too_large, Body, JsonLimit};
+use crate::api::rest::routes::only;
 use crate::api::status::{body_error, error_response};
 use crate::api::trace::{http_traceparent, record_version, request_span};
 use crate::control::readiness::Readiness;

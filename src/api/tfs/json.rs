@@ -6,7 +6,7 @@
 //! the list nesting. Shapes are checked against the signature later, by validation. `{"b64": ..}`
 //! values for a numeric input are read as strings: JPEG/PNG images, decoded on the request path.
 //!
-//! Requests are decoded without a value tree ([`crate::api::tfs_json_decode`]): each tensor's
+//! Requests are decoded without a value tree ([`crate::api::tfs::json_decode`]): each tensor's
 //! little-endian bytes are built while `serde_json` parses the body (one buffer per tensor;
 //! strings are slices of one shared buffer). `serde_json` rejects the `NaN` and `Infinity`
 //! literals TFS's parser takes.
@@ -22,7 +22,7 @@
 //!   one is a scalar) TFS fails the request ("inconsistent batch size" / "has no shape information");
 //!   we answer in the columnar layout (`{"outputs": ..}`) instead, which loses nothing.
 
-pub use crate::api::tfs_json_decode::decode_predict;
+pub use crate::api::tfs::json_decode::decode_predict;
 use crate::tensor::{element_count, DataType, ShapeDisplay, Tensor, TensorData};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
