@@ -2,7 +2,7 @@
 //! `PredictionLog` holding a `PredictRequest`, decoded into named tensors. The file format is
 //! TF Serving's, so its protobuf stays here, out of the model layer that replays the samples.
 
-use crate::api::tfs_codec::decode_tensor;
+use crate::api::tfs::codec::decode_tensor;
 use crate::proto::tensorflow::serving::{prediction_log::LogType, PredictionLog};
 use crate::tensor::Tensor;
 use prost::Message;

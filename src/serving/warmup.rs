@@ -67,7 +67,7 @@ fn sample(record: &[u8], model: &str, signature: &Signature) -> Result<Validated
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::tfs_codec::encode_tensor;
+    use crate::api::tfs::codec::encode_tensor;
     use crate::proto::tensorflow::serving::{
         prediction_log::LogType, PredictLog, PredictRequest, PredictionLog,
     };
