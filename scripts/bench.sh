@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the 2018 OVMS vs TF Serving benchmark on this machine, as vinoserve (served, over
 # gRPC) vs the same model run in-process by OpenVINO (raw), plus a concurrency sweep, the
-# criterion micro-benchmarks and the project's three performance targets. See README.md,
+# criterion micro-benchmarks and the project's three performance targets. See docs/benchmarks.md,
 # "Benchmarks".
 #
 #   scripts/bench.sh --quick            # every point, 1 s warm-up + 3 s each (~14 min on 2 CPUs)
