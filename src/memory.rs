@@ -72,10 +72,10 @@ pub fn with_mimalloc_options() {
     {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut command = std::process::Command::new(exe);
+    let mut command = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        command.arg0(arg0);
+    }
     command.args(std::env::args_os().skip(1));
     for (name, value) in MIMALLOC_OPTIONS {
         if std::env::var_os(name).is_none() {

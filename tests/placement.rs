@@ -289,6 +289,15 @@ static OBSERVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Starts the server with `--topology` on `models`; `None` when this machine lacks CPUs 0 and 1.
 fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
+    start_placed_from(None, models, topology)
+}
+
+/// [`start_placed`] with another copy of the server binary.
+fn start_placed_from(
+    binary: Option<&std::path::Path>,
+    models: &[&str],
+    topology: &str,
+) -> Option<Placed> {
     if vinoserve::placement::affinity::current_cpus().len() < 2 {
         println!("placement: SKIPPED, this test needs CPUs 0 and 1");
         return None;
@@ -313,7 +322,11 @@ fn start_placed(models: &[&str], topology: &str) -> Option<Placed> {
     let path = repo.dir.path().join("topology.toml");
     std::fs::write(&path, topology).unwrap();
     let path = path.display().to_string();
-    let server = Server::with_config(&repo, &["--topology", &path, "--file_settle_ms", "50"]);
+    let flags = ["--topology", path.as_str(), "--file_settle_ms", "50"];
+    let server = match binary {
+        Some(binary) => Server::with_config_from(binary, &repo, &flags),
+        None => Server::with_config(&repo, &flags),
+    };
     server.wait_loaded();
     Some(Placed {
         staging,
@@ -861,4 +874,47 @@ async fn a_topology_edit_moves_a_model_without_failing_a_request() {
             .await,
         1.0
     );
+}
+
+/// An upgrade replaces (here: deletes) the binary under a running server: a worker that dies
+/// afterwards is restarted from the server's own image, and its model answers again.
+#[allow(clippy::await_holding_lock)] // see two_models_on_two_cpus_run_only_there
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarts_after_the_binary_was_replaced() {
+    let copy = tempfile::tempdir().unwrap();
+    let binary = copy.path().join("vinoserve");
+    std::fs::copy(common::binary(), &binary).unwrap();
+    let Some(Placed {
+        server,
+        repo: _repo,
+        staging: _staging,
+        _observing,
+    }) = start_placed_from(
+        Some(&binary),
+        &["a"],
+        "[models.a]\nnode = 0\ncore_ids = [1]\n",
+    )
+    else {
+        return;
+    };
+    std::fs::remove_file(&binary).unwrap();
+    let (Some(pid), restarts) = worker_of(&placement(&server).await, "a") else {
+        panic!("no worker for a")
+    };
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut client = server.predict_client().await;
+    common::eventually(
+        "a new worker, and a answering again",
+        Duration::from_secs(120),
+        async || {
+            let (now, count) = worker_of(&placement(&server).await, "a");
+            let restarted = now.is_some_and(|p| p != pid) && count > restarts;
+            (restarted && client.predict(request("a")).await.is_ok()).then_some(())
+        },
+    )
+    .await;
 }

@@ -243,8 +243,13 @@ impl WorkerGroup {
     }
 
     fn spawn(&self, settings: &WorkerSettings) -> io::Result<std::process::Child> {
-        let exe = std::env::current_exe()?;
-        let mut command = Command::new(exe);
+        // The running binary itself, even after an upgrade replaced (or removed) its file: a
+        // worker restarted then must be the server's own version, and a path to a deleted file
+        // cannot be executed at all.
+        let mut command = Command::new("/proc/self/exe");
+        if let Ok(exe) = std::env::current_exe() {
+            command.arg0(exe);
+        }
         command
             .arg("placement-worker")
             .args(["--group", &self.name])

@@ -50,7 +50,8 @@ fn overflow(input: &str) -> ServeError {
     ))
 }
 
-fn names(specs: &[TensorSpec]) -> String {
+/// The specs' names, comma-separated, as error messages list what a model takes.
+pub(crate) fn names(specs: &[TensorSpec]) -> String {
     specs
         .iter()
         .map(|s| s.name.as_str())

@@ -248,6 +248,14 @@ impl Server {
         server
     }
 
+    /// [`Server::with_config`] with another copy of the binary (e.g. one the test then deletes).
+    pub fn with_config_from(binary: &Path, repo: &Repo, extra: &[&str]) -> Server {
+        let config = repo.config_path().display().to_string();
+        let mut args = vec!["--config_path", config.as_str()];
+        args.extend_from_slice(extra);
+        Server::spawn(Command::new(binary), &args, &[])
+    }
+
     pub fn with_config(repo: &Repo, extra: &[&str]) -> Server {
         let config = repo.config_path().display().to_string();
         let mut args = vec!["--config_path", config.as_str()];

@@ -10,7 +10,8 @@
 use crate::api::json::values::{Column, Mark, MaybeString, Skip, SkipVisitor, ValueSeed};
 use crate::api::tfs::json::{DecodedPredict, JsonFormat};
 use crate::error::ServeError;
-use crate::tensor::{Signature, TensorSpec};
+use crate::serving::validate::names;
+use crate::tensor::Signature;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -288,14 +289,6 @@ impl Context<'_> {
             ))),
         }
     }
-}
-
-fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A value's form, read without keeping its contents (but an object's keys, and a string).
