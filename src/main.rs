@@ -13,7 +13,6 @@ use vinoserve::runtime::openvino::{library, OpenVinoBackend};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    vinoserve::memory::with_mimalloc_options();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,

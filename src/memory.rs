@@ -1,5 +1,5 @@
-//! Keeping resident memory honest: across hot swaps (glibc malloc, which OpenVINO uses) and
-//! around large requests (mimalloc, the server's own allocator, see `src/main.rs`).
+//! Keeping resident memory honest across hot swaps (glibc malloc, which OpenVINO uses; the
+//! server's own allocations go to mimalloc with its defaults, see `src/main.rs`).
 //!
 //! Every version brings new loading and worker threads; glibc gives threads their own malloc
 //! arenas and keeps what they free. Measured here (tests/swap_memory.rs, 50 swaps of a 16 MiB
@@ -48,43 +48,6 @@ fn set_malloc_option(option: libc::c_int, value: usize) {
     unsafe {
         libc::mallopt(option, value.min(i32::MAX as usize) as i32);
     }
-}
-
-/// mimalloc's settings for this server: hand memory back to the OS as soon as it is freed
-/// (purge delay 0; default 10 ms) and commit arena memory as it is used (default: all at once on
-/// overcommitting systems). Measured with a 5 MB JSON body: peak RSS 5-6× the body with the
-/// defaults (the body, the decoded tensor and every block each thread freed along the way
-/// resident at once), ~1.9× with these (glibc: 2.3×). Operators' own values win.
-const MIMALLOC_OPTIONS: [(&str, &str); 2] = [
-    ("MIMALLOC_PURGE_DELAY", "0"),
-    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-];
-
-/// mimalloc reads its options once, when the process makes its first allocation (before `main`),
-/// and its first arena is reserved then: setting them later does not take. So when they are not
-/// in the environment, the server runs itself again with them (`exec`: same pid, arguments and
-/// descriptors); placement workers inherit them. Call first thing in `main`.
-pub fn with_mimalloc_options() {
-    use std::os::unix::process::CommandExt;
-    if MIMALLOC_OPTIONS
-        .iter()
-        .all(|(name, _)| std::env::var_os(name).is_some())
-    {
-        return;
-    }
-    let mut command = std::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = std::env::args_os().next() {
-        command.arg0(arg0);
-    }
-    command.args(std::env::args_os().skip(1));
-    for (name, value) in MIMALLOC_OPTIONS {
-        if std::env::var_os(name).is_none() {
-            command.env(name, value);
-        }
-    }
-    // Returns only if the exec failed: then serve with mimalloc's defaults.
-    let error = command.exec();
-    eprintln!("vinoserve: cannot re-execute with mimalloc's options ({error}); using its defaults");
 }
 
 /// Returns freed heap memory to the OS (after a version's compiled model is dropped).
