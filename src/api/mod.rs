@@ -9,6 +9,7 @@
 //! - `rest`: the REST transport (body limits and timeouts, routes, the config endpoints).
 
 pub mod grpc;
+pub mod handled;
 pub mod json;
 pub mod kserve;
 pub mod rest;

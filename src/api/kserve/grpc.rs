@@ -1,13 +1,14 @@
 //! KServe v2 gRPC: `inference.GRPCInferenceService` (health, metadata, `ModelInfer`).
 
+use crate::api::handled::handled;
 use crate::api::kserve::codec::{
     decode_infer_request, encode_infer_response, tensor_metadata, version_selector,
 };
 use crate::api::status::to_status;
-use crate::api::trace::{grpc_traceparent, record_version, request_span};
+use crate::api::trace::{grpc_traceparent, request_span};
 use crate::control::readiness::Readiness;
 use crate::error::ServeError;
-use crate::metrics::{Call, METRICS};
+use crate::metrics::Call;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
@@ -18,9 +19,7 @@ use crate::serving::registry::Registry;
 use crate::serving::request::infer;
 use crate::serving::servable::Servable;
 use std::sync::Arc;
-use std::time::Instant;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 pub const SERVER_NAME: &str = "vinoserve";
 /// KServe extensions this server implements (only those; clients probe for them).
@@ -148,7 +147,6 @@ impl GrpcInferenceService for KServeGrpc {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let started = Instant::now();
         let span = request_span(
             "ModelInfer",
             &request.get_ref().model_name,
@@ -162,25 +160,21 @@ impl GrpcInferenceService for KServeGrpc {
             let answer = infer(&self.registry, request).await?;
             Ok::<_, ServeError>(encode_infer_response(answer, id))
         };
-        let result = run.instrument(span.clone()).await;
-        let version = result
-            .as_ref()
-            .ok()
-            .and_then(|r| r.model_version.parse().ok());
-        record_version(&span, version);
-        let _request = span.enter();
         let call = Call {
             api: "KServe",
             interface: "gRPC",
             method: "ModelInfer",
         };
-        METRICS.observe_request(
-            call,
-            (&name, &self.registry),
-            version,
-            result.is_ok(),
-            started.elapsed(),
-        );
-        result.map(Response::new).map_err(|e| to_status(&e))
+        handled(call, Some((&name, &self.registry)), span, async {
+            let result = run.await;
+            let version = result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.model_version.parse().ok());
+            (result, version)
+        })
+        .await
+        .map(Response::new)
+        .map_err(|e| to_status(&e))
     }
 }

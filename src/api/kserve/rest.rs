@@ -1,6 +1,7 @@
 //! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
+use crate::api::handled::handled;
 use crate::api::json::threads as json_threads;
 use crate::api::kserve::codec::version_selector;
 use crate::api::kserve::grpc::{model_metadata_of, server_metadata};
@@ -8,10 +9,10 @@ use crate::api::kserve::json::{decode_request, encode_response};
 use crate::api::rest::body::{give_memory_back, json_too_large, Body, JsonLimit};
 use crate::api::rest::routes::only;
 use crate::api::status::{body_error, error_response};
-use crate::api::trace::{http_traceparent, record_version, request_span};
+use crate::api::trace::{http_traceparent, request_span};
 use crate::control::readiness::Readiness;
 use crate::error::ServeError;
-use crate::metrics::{Call, METRICS};
+use crate::metrics::Call;
 use crate::proto::inference::model_metadata_response::TensorMetadata;
 use crate::serving::registry::Registry;
 use crate::serving::request::{infer, InferRequest};
@@ -21,8 +22,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
-use tracing::Instrument;
 
 /// Length of the JSON part of a body that carries binary tensor data (request and response).
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
@@ -148,7 +147,6 @@ async fn model_infer(
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };
-    let started = Instant::now();
     let json_limit = request
         .app_data::<JsonLimit>()
         .map_or(usize::MAX, |limit| limit.0);
@@ -163,7 +161,6 @@ async fn model_infer(
     let body_len = body.len();
     let (name, _) = model_path(&request);
     let span = request_span("ModelInfer", name, http_traceparent(&request), None);
-    let mut answered = None;
     let run = async {
         let (model, version) = model_path(&request);
         let version = version_selector(version)?;
@@ -182,24 +179,23 @@ async fn model_infer(
             },
         )
         .await?;
-        answered = Some(answer.version);
-        Ok::<_, ServeError>(encode_response(answer, decoded.id, &decoded.binary))
+        let version = answer.version;
+        Ok::<_, ServeError>((
+            encode_response(answer, decoded.id, &decoded.binary),
+            version,
+        ))
     };
-    let result = run.instrument(span.clone()).await;
-    record_version(&span, answered);
-    let _request = span.enter();
     let call = Call {
         api: "KServe",
         interface: "REST",
         method: "ModelInfer",
     };
-    METRICS.observe_request(
-        call,
-        (name, registry.get_ref()),
-        answered,
-        result.is_ok(),
-        started.elapsed(),
-    );
+    let result = handled(call, Some((name, registry.get_ref())), span, async {
+        let result = run.await;
+        let version = result.as_ref().ok().map(|(_, v)| *v);
+        (result.map(|(reply, _)| reply), version)
+    })
+    .await;
     let response = match result {
         Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
         Ok((json, binary)) => binary_response(json, binary),

@@ -1,8 +1,9 @@
 //! TensorFlow Serving gRPC: `PredictionService` and `ModelService`, wire-compatible with TFS.
 
+use crate::api::handled::handled;
 use crate::api::status::to_status;
 use crate::api::tfs::codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
-use crate::api::trace::{grpc_traceparent, record_version, request_span};
+use crate::api::trace::{grpc_traceparent, request_span};
 use crate::control::manager::{EditConfig, ModelManager};
 use crate::error::ServeError;
 use crate::metrics::{Call, METRICS};
@@ -23,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 /// The only signature a served OpenVINO model has.
 pub const DEFAULT_SIGNATURE: &str = "serving_default";
@@ -75,7 +75,8 @@ fn spec_span<T>(
     )
 }
 
-fn check_signature_name(name: &str) -> Result<(), ServeError> {
+/// TF Serving's `signature_name`: empty or `serving_default`, the only one a model has.
+pub(crate) fn check_signature_name(name: &str) -> Result<(), ServeError> {
     if name.is_empty() || name == DEFAULT_SIGNATURE {
         Ok(())
     } else {
@@ -219,7 +220,6 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
-        let started = Instant::now();
         let span = spec_span("Predict", &request.get_ref().model_spec, &request);
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
@@ -250,14 +250,22 @@ impl PredictionService for TfsGrpc {
                     .collect(),
             })
         };
-        let result = run.instrument(span.clone()).await;
-        let version = result
-            .as_ref()
-            .ok()
-            .and_then(|r| answered_version(r.model_spec.as_ref()));
-        record_version(&span, version);
-        let _request = span.enter();
-        answer("Predict", (&name, &self.registry), version, started, result)
+        handled(
+            call("Predict"),
+            Some((&name, &self.registry)),
+            span,
+            async {
+                let result = run.await;
+                let version = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| answered_version(r.model_spec.as_ref()));
+                (result, version)
+            },
+        )
+        .await
+        .map(Response::new)
+        .map_err(|e| to_status(&e))
     }
 
     async fn get_model_metadata(

@@ -1,15 +1,18 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
+use crate::api::handled::handled;
 use crate::api::json::threads as json_threads;
 use crate::api::rest::body::{give_memory_back, Body};
 use crate::api::rest::routes::method_not_allowed;
 use crate::api::status::{body_error, error_response, http_status};
 use crate::api::tfs::codec::tf_dtype;
-use crate::api::tfs::grpc::{status_filter, version_statuses, DEFAULT_SIGNATURE};
+use crate::api::tfs::grpc::{
+    check_signature_name, status_filter, version_statuses, DEFAULT_SIGNATURE,
+};
 use crate::api::tfs::json::{decode_predict, encode_predict, PredictResponse};
-use crate::api::trace::{http_traceparent, record_version, request_span};
+use crate::api::trace::{http_traceparent, request_span};
 use crate::error::{Clip, ServeError};
-use crate::metrics::{Call, METRICS};
+use crate::metrics::Call;
 use crate::proto::tensorflow::serving::model_version_status::State;
 use crate::serving::registry::{ModelStatus, Registry, VersionSelector};
 use crate::serving::request::{infer_resolved, InferRequest};
@@ -18,8 +21,6 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
-use tracing::Instrument;
 
 /// What a `/v1/models/...` path asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -176,7 +177,6 @@ pub async fn models(
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };
-    let started = Instant::now();
     let body_len = body.len();
     let parsed = parse_model_path(&tail);
     if let Ok(path) = &parsed {
@@ -195,69 +195,62 @@ pub async fn models(
     };
     let model = parsed.as_ref().map_or("", |p| p.model.as_str());
     let span = request_span(method, model, http_traceparent(&request), None);
-    let mut answered = None;
-    let result = async {
-        let path = parsed.as_ref().map_err(Clone::clone)?;
-        // The method was checked against the action above.
-        match path.action {
-            Action::Status => status_json(&registry, path).map(Reply::Json),
-            Action::Metadata => {
-                let servable = registry.resolve(&path.model, &path.version)?;
-                answered = Some(servable.version);
-                Ok(Reply::Json(metadata_json(
-                    &servable.model,
-                    servable.version,
-                    &servable.signature,
-                )))
-            }
-            Action::Predict => {
-                let servable = registry.resolve(&path.model, &path.version)?;
-                // Decoding a large JSON body takes long: off the REST threads (and at a lower
-                // priority), so they keep answering other connections meanwhile.
-                let decoding = servable.clone();
-                let (inputs, format, signature_name) = json_threads::decode(body_len, move || {
-                    decode_predict(&body, &decoding.model, &decoding.signature)
-                })
-                .await
-                .ok_or_else(|| {
-                    ServeError::invalid("cannot decode the body: its decoding failed")
-                })??;
-                if let Some(name) =
-                    signature_name.filter(|n| !n.is_empty() && n != DEFAULT_SIGNATURE)
-                {
-                    return Err(ServeError::invalid(format!(
-                        "Serving signature name: \"{name}\" not found in signature def; the only one is \"{DEFAULT_SIGNATURE}\""
-                    )));
+    let call = Call {
+        api: "TensorFlowServing",
+        interface: "REST",
+        method,
+    };
+    // A path that names no model is answered but not counted.
+    let counted = parsed
+        .as_ref()
+        .ok()
+        .map(|path| (path.model.as_str(), &***registry));
+    let result = handled(call, counted, span, async {
+        let mut answered = None;
+        let result = async {
+            let path = parsed.as_ref().map_err(Clone::clone)?;
+            // The method was checked against the action above.
+            match path.action {
+                Action::Status => status_json(&registry, path).map(Reply::Json),
+                Action::Metadata => {
+                    let servable = registry.resolve(&path.model, &path.version)?;
+                    answered = Some(servable.version);
+                    Ok(Reply::Json(metadata_json(
+                        &servable.model,
+                        servable.version,
+                        &servable.signature,
+                    )))
                 }
-                let request = InferRequest {
-                    model: path.model.clone(),
-                    version: path.version.clone(),
-                    inputs,
-                    output_filter: Vec::new(),
-                };
-                let answer = infer_resolved(&registry, servable, request).await?;
-                answered = Some(answer.version);
-                Ok(Reply::Predict(encode_predict(format, answer.outputs)))
+                Action::Predict => {
+                    let servable = registry.resolve(&path.model, &path.version)?;
+                    // Decoding a large JSON body takes long: off the REST threads (and at a lower
+                    // priority), so they keep answering other connections meanwhile.
+                    let decoding = servable.clone();
+                    let (inputs, format, signature_name) =
+                        json_threads::decode(body_len, move || {
+                            decode_predict(&body, &decoding.model, &decoding.signature)
+                        })
+                        .await
+                        .ok_or_else(|| {
+                            ServeError::invalid("cannot decode the body: its decoding failed")
+                        })??;
+                    check_signature_name(signature_name.as_deref().unwrap_or(""))?;
+                    let request = InferRequest {
+                        model: path.model.clone(),
+                        version: path.version.clone(),
+                        inputs,
+                        output_filter: Vec::new(),
+                    };
+                    let answer = infer_resolved(&registry, servable, request).await?;
+                    answered = Some(answer.version);
+                    Ok(Reply::Predict(encode_predict(format, answer.outputs)))
+                }
             }
         }
-    };
-    let result = result.instrument(span.clone()).await;
-    record_version(&span, answered);
-    let _request = span.enter();
-    if let Ok(path) = &parsed {
-        let call = Call {
-            api: "TensorFlowServing",
-            interface: "REST",
-            method,
-        };
-        METRICS.observe_request(
-            call,
-            (&path.model, registry.get_ref()),
-            answered,
-            result.is_ok(),
-            started.elapsed(),
-        );
-    }
+        .await;
+        (result, answered)
+    })
+    .await;
     let response = match result {
         Ok(Reply::Json(body)) => HttpResponse::Ok().json(body),
         Ok(Reply::Predict(body)) => HttpResponse::Ok().json(body),
