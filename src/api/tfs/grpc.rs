@@ -6,7 +6,7 @@ use crate::api::tfs::codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype
 use crate::api::trace::{grpc_traceparent, request_span};
 use crate::control::manager::{EditConfig, ModelManager};
 use crate::error::ServeError;
-use crate::metrics::{Call, METRICS};
+use crate::metrics::Call;
 use crate::proto::tensorflow::serving::{
     model_service_server::ModelService, model_spec::VersionChoice, model_version_status::State,
     prediction_service_server::PredictionService, ClassificationRequest, ClassificationResponse,
@@ -22,7 +22,6 @@ use crate::tensor::{Signature, TensorSpec};
 use actix::Addr;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// The only signature a served OpenVINO model has.
@@ -94,24 +93,6 @@ fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
 
 fn spec_name(spec: &Option<ModelSpec>) -> String {
     spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-}
-
-/// Counts the call in the metrics and turns the result into tonic's answer.
-fn answer<T>(
-    method: &'static str,
-    model: (&str, &Registry),
-    version: Option<u64>,
-    started: Instant,
-    result: Result<T, ServeError>,
-) -> Result<Response<T>, Status> {
-    METRICS.observe_request(
-        call(method),
-        model,
-        version,
-        result.is_ok(),
-        started.elapsed(),
-    );
-    result.map(Response::new).map_err(|e| to_status(&e))
 }
 
 fn call(method: &'static str) -> Call {
@@ -272,9 +253,7 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
-        let started = Instant::now();
         let span = spec_span("GetModelMetadata", &request.get_ref().model_spec, &request);
-        let _request = span.enter();
         let request = request.into_inner();
         let name = spec_name(&request.model_spec);
         let run = || {
@@ -295,18 +274,23 @@ impl PredictionService for TfsGrpc {
                 metadata: HashMap::from([("signature_def".to_string(), any)]),
             })
         };
-        let result = run();
-        let version = result
-            .as_ref()
-            .ok()
-            .and_then(|r| answered_version(r.model_spec.as_ref()));
-        answer(
-            "GetModelMetadata",
-            (&name, &self.registry),
-            version,
-            started,
-            result,
+        let work = async {
+            let result = run();
+            let version = result
+                .as_ref()
+                .ok()
+                .and_then(|r| answered_version(r.model_spec.as_ref()));
+            (result, version)
+        };
+        handled(
+            call("GetModelMetadata"),
+            Some((&name, &self.registry)),
+            span,
+            work,
         )
+        .await
+        .map(Response::new)
+        .map_err(|e| to_status(&e))
     }
 
     async fn classify(
@@ -337,9 +321,7 @@ impl ModelService for TfsGrpc {
         &self,
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
-        let started = Instant::now();
         let span = spec_span("GetModelStatus", &request.get_ref().model_spec, &request);
-        let _request = span.enter();
         let spec = request.into_inner().model_spec;
         let model_name = spec_name(&spec);
         let run = || {
@@ -353,13 +335,15 @@ impl ModelService for TfsGrpc {
                 model_version_status: version_statuses(&model, only),
             })
         };
-        answer(
-            "GetModelStatus",
-            (&model_name, &self.registry),
-            None,
-            started,
-            run(),
+        handled(
+            call("GetModelStatus"),
+            Some((&model_name, &self.registry)),
+            span,
+            async { (run(), None) },
         )
+        .await
+        .map(Response::new)
+        .map_err(|e| to_status(&e))
     }
 
     /// Really applies the config (the given list becomes the whole set of models) and answers
