@@ -5,7 +5,7 @@
 //! exactly which models a reload of that file would move, re-tune, add or leave alone.
 
 use super::{cpu_list, replan, Assignment, Machine, Plan, TopologyFile};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// One model's assignment as `GET /v1/placement` reports it.
@@ -128,11 +128,14 @@ pub fn diff(
             None => Change::Added,
             Some(r) if r.node != a.node || r.cpus != cpus => Change::Moves,
             Some(r) if r.properties != properties => {
-                let keys = properties.keys().chain(r.properties.keys());
-                let mut changed: Vec<String> = keys
+                // Each key once, in order, whichever side has it.
+                let keys: BTreeSet<&String> =
+                    properties.keys().chain(r.properties.keys()).collect();
+                let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".into());
+                let changed = keys
+                    .into_iter()
                     .filter(|k| r.properties.get(*k) != properties.get(*k))
                     .map(|k| {
-                        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".into());
                         format!(
                             "{k} {} -> {}",
                             show(r.properties.get(k)),
@@ -140,7 +143,6 @@ pub fn diff(
                         )
                     })
                     .collect();
-                changed.dedup();
                 Change::Retuned(changed)
             }
             Some(_) => Change::Unchanged,
@@ -191,26 +193,7 @@ impl fmt::Display for Diff {
                 ]
             })
             .collect();
-        let header = ["model", "running", "planned", "change"].map(String::from);
-        let mut widths = header.clone().map(|h| h.len());
-        for row in &cells {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        for row in std::iter::once(&header).chain(&cells) {
-            writeln!(
-                f,
-                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            )?;
-        }
+        super::table::write_aligned(f, ["model", "running", "planned", "change"], &cells)?;
         if let Some((before, after)) = &self.reserved {
             writeln!(f, "reserved for the server: {before} -> {after}")?;
         }
@@ -282,6 +265,19 @@ mod tests {
             Change::Retuned(vec!["NUM_STREAMS 1 -> 2".into()]),
             "{d}"
         );
+        // Two properties changed: each listed once (both sides have both keys).
+        let hinted = TopologyFile::parse(
+            "[default]\nnode = 0\ncores = 2\n[models.b]\nnode = 0\ncores = 2\nstreams = 2\n\
+             performance_hint = \"THROUGHPUT\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let two = diff(&machine, &hinted, &names(&["b"]), &running(&now), &[]).unwrap();
+        let b = two.rows.iter().find(|r| r.model == "b").unwrap();
+        let Change::Retuned(keys) = &b.change else {
+            panic!("{two}")
+        };
+        assert_eq!(keys.len(), 2, "{keys:?}");
         assert_eq!(change("c"), Change::Moves, "{d}");
         assert_eq!(change("new"), Change::Added, "{d}");
         assert_eq!(change("gone"), Change::Removed, "{d}");
