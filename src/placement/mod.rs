@@ -92,12 +92,8 @@ impl Placement {
             settings,
             state: Mutex::new(State {
                 file,
-                plan: Plan {
-                    machine: String::new(),
-                    reserved: Vec::new(),
-                    models: Vec::new(),
-                    warnings: Vec::new(),
-                },
+                // Nothing runs yet: `realise` below starts every group of the plan.
+                plan: Plan::default(),
                 groups: BTreeMap::new(),
                 models: BTreeMap::new(),
                 rejected: None,
@@ -127,10 +123,6 @@ impl Placement {
     /// The topology file this placement follows.
     pub fn topology(&self) -> &Path {
         &self.topology
-    }
-
-    pub fn plan(&self) -> Plan {
-        self.state.lock().expect("placement state").plan.clone()
     }
 
     /// Plans `models` again, from the topology file re-read when `reread`, keeping every model

@@ -88,9 +88,8 @@ pub fn diff(
     running: &[Running],
     running_reserved: &[Running],
 ) -> Result<Diff, super::PlanError> {
+    // Only the running models' cores matter to `replan`.
     let as_plan = Plan {
-        machine: machine.to_string(),
-        reserved: Vec::new(),
         models: running
             .iter()
             .map(|r| Assignment {
@@ -101,7 +100,7 @@ pub fn diff(
                 properties: BTreeMap::new(),
             })
             .collect(),
-        warnings: Vec::new(),
+        ..Plan::default()
     };
     let planned = replan(machine, file, models, &as_plan)?;
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();

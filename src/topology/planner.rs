@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 pub const SERVER: &str = "(server)";
 
 /// Where every model runs, and what the server keeps for itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// One-line description of the machine planned for.
     pub machine: String,
