@@ -53,16 +53,8 @@ impl InProcess {
             "vinoserve".to_string(),
             "--config_path".into(),
             config.display().to_string(),
-            "--port".into(),
-            "0".into(),
-            "--rest_port".into(),
-            "0".into(),
-            "--grpc_bind_address".into(),
-            "127.0.0.1".into(),
-            "--rest_bind_address".into(),
-            "127.0.0.1".into(),
         ];
-        argv.extend(extra.iter().map(|s| s.to_string()));
+        argv.extend(super::LOOPBACK.iter().chain(extra).map(|s| s.to_string()));
         let args = <vinoserve::config::Cli as clap::Parser>::try_parse_from(argv)
             .unwrap()
             .serve;

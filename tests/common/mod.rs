@@ -3,6 +3,18 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+
+/// Every test server listens on ephemeral ports of the loopback interface.
+pub const LOOPBACK: [&str; 8] = [
+    "--port",
+    "0",
+    "--rest_port",
+    "0",
+    "--grpc_bind_address",
+    "127.0.0.1",
+    "--rest_bind_address",
+    "127.0.0.1",
+];
 pub mod metrics_text;
 
 use std::io::{BufRead, BufReader};
@@ -192,16 +204,7 @@ impl Server {
 
     fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = command
-            .args([
-                "--port",
-                "0",
-                "--rest_port",
-                "0",
-                "--grpc_bind_address",
-                "127.0.0.1",
-                "--rest_bind_address",
-                "127.0.0.1",
-            ])
+            .args(LOOPBACK)
             .args(args)
             .env("VINOSERVE_LOG_LEVEL", "WARNING")
             .envs(env.iter().copied())
