@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The report of scripts/bench-batching.sh: medians over rounds, the spread, and the ratios.
 
-  batching_report.py RESULTS.jsonl --timeout-us N [--log bench.log]   markdown on stdout
+  batching_report.py RESULTS.jsonl --timeout-us N [--mlp-widths W] [--log bench.log]   markdown on stdout
 
 RESULTS.jsonl holds one loadgen JSON line per window, with "round", "side", "loadavg" (the 1-min
 load average as the window started) and, for servers that batch, "rows_per_inference". Ratios are
@@ -17,6 +17,7 @@ import statistics
 from collections import defaultdict
 
 SIDES = {
+    "floor_off": "transport floor: one matmul, batching off",
     "mlp_off": "vinoserve, batching off",
     "mlp_on": "vinoserve, batching on",
     "mlp_triton": "Triton 2.51, dynamic_batching (python backend + OpenVINO)",
@@ -53,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results")
     ap.add_argument("--timeout-us", type=int, required=True)
+    ap.add_argument("--mlp-widths", default="512,2048,2048,256", help="the MLP's widths, for the titles")
     ap.add_argument("--log", help="bench.log, whose start/end load lines are quoted")
     args = ap.parse_args()
 
@@ -69,14 +71,16 @@ def main() -> None:
 
     rounds = len(by_round)
     print(f"# Dynamic batching benchmark: {rounds} round(s), each side once per round, order alternating\n")
-    print("Medians over the rounds, (smallest–largest) in brackets.\n")
+    widths = args.mlp_widths.split(",")
+    print(f"MLP: {' → '.join(widths)}; transport floor: {widths[0]} → {widths[-1]} (one matmul). "
+          "Medians over the rounds, (smallest–largest) in brackets.\n")
     print("| side | clients | batch | items/s | p50 ms | p99 ms | rows per inference | errors | 1-min load |")
     print("|---|---|---|---|---|---|---|---|---|")
     for side, label in SIDES.items():
         rs = by_side.get(side)
         if not rs:
             continue
-        model = "ResNet-50" if side.startswith("resnet") else "MLP"
+        model = "ResNet-50" if side.startswith("resnet") else "floor" if side.startswith("floor") else "MLP"
         rows = [r["rows_per_inference"] for r in rs if r.get("rows_per_inference")]
         print(f"| {model}: {label} | {rs[0]['clients']} | {rs[0]['batch']} "
               f"| {spread([r['items_per_s'] for r in rs])} "
@@ -108,6 +112,17 @@ def main() -> None:
               f"the bound ({within} of {len(p99s)} rounds within). For scale, raw OpenVINO's own batch-32 "
               f"p99 (one inference at a time, nothing else in the process): "
               f"{statistics.median(r['p99_ms'] for r in b32):.2f} ms.")
+    floor = by_side.get("floor_off")
+    if b32 and on and floor:
+        f50 = statistics.median(r["p50_ms"] for r in floor)
+        f99 = statistics.median(r["p99_ms"] for r in floor)
+        verdict = ("so here the bound lies below what receiving and answering these clients costs, batching or not"
+                   if f99 > bound else "so the bound is within reach of the transport here")
+        print(f"\nTransport floor: the same {floor[0]['clients']} clients against a one-matmul model "
+              f"(batching off, next to no inference) get p50 {f50:.2f} ms and p99 {f99:.2f} ms, "
+              f"{statistics.median(r['items_per_s'] for r in floor):,.0f} requests/s: what receiving and "
+              f"answering the requests costs on these CPUs, with the clients on them too; the floor's p99 is "
+              f"{'above' if f99 > bound else 'below'} the bound ({bound:.2f} ms), {verdict}.")
     if failed:
         names = ", ".join("round {round} {side}".format(**r) for r in failed)
         print(f"\nFailed windows: {names}.")

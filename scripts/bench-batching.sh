@@ -2,12 +2,15 @@
 # Dynamic batching benchmark (#15 item 2), in one run: the MLP of scripts/make_mlp.py with 32
 # closed-loop batch-1 clients against vinoserve with and without batching and against Triton 2.51
 # with dynamic_batching on the same IR, raw OpenVINO at batch 1 and 32, and ResNet-50 batch 1 with
-# 8 clients, batching on and off. Every side is measured once per round, the rounds alternate the
+# 8 clients, batching on and off; and the transport floor: the same 32 clients against a
+# one-matmul model with the MLP's input and output widths, batching off, which is as fast as any
+# server can answer them on this machine. Every side is measured once per round, the rounds alternate the
 # order (forward, then backward) so drift cancels; the report gives medians and the spread.
 # See docs/benchmarks.md, "Dynamic batching".
 #
 #   scripts/bench-batching.sh                       # 5 rounds of 3 s warm-up + 15 s (~12 min)
 #   scripts/bench-batching.sh --rounds 1 --duration 3 --warmup 1   # a quick look (~2 min)
+#   scripts/bench-batching.sh --mlp-widths 1024,8192,8192,256 --no-resnet  # a heavier MLP
 #
 # Triton: the tritonserver binary and its python backend ship in the nvidia-pytriton wheel
 # (0.5.13 embeds Triton 2.51.0). It is installed the first time into a venv, .deps-bench/triton
@@ -34,6 +37,7 @@ Usage: scripts/bench-batching.sh [options]
   --timeout-us N      batch_timeout_micros of vinoserve and max_queue_delay_microseconds of
                       Triton (default: 1000)
   --nireq N           vinoserve's infer requests per model (default: 2)
+  --mlp-widths W      the MLP's input and layer widths (default: 512,2048,2048,256, issue #15's)
   --triton-instances N  Triton python-backend instances of the MLP (default: 1)
   --no-triton         leave Triton out
   --no-resnet         leave the ResNet-50 part out
@@ -45,6 +49,7 @@ EOF
 die() { echo "bench-batching.sh: error: $*" >&2; exit 1; }
 
 rounds=5 duration=15 warmup=3 timeout_us=1000 nireq=2 triton_instances=1 triton=1 resnet=1 out=""
+mlp_widths=512,2048,2048,256
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) rounds="${2:?}"; shift ;;
@@ -52,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --warmup) warmup="${2:?}"; shift ;;
         --timeout-us) timeout_us="${2:?}"; shift ;;
         --nireq) nireq="${2:?}"; shift ;;
+        --mlp-widths) mlp_widths="${2:?}"; shift ;;
         --triton-instances) triton_instances="${2:?}"; shift ;;
         --no-triton) triton=0 ;;
         --no-resnet) resnet=0 ;;
@@ -64,6 +70,8 @@ done
 for n in "$rounds" "$timeout_us" "$nireq" "$triton_instances"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "$n is not a positive integer"
 done
+[[ $mlp_widths =~ ^[1-9][0-9]*(,[1-9][0-9]*)+$ ]] || die "--mlp-widths $mlp_widths: want W,W[,W...]"
+mlp_in=${mlp_widths%%,*} mlp_out=${mlp_widths##*,}
 
 cd "$ROOT"
 scripts/setup.sh
@@ -103,15 +111,23 @@ for line in open(sys.argv[1]):
 EOF
 [[ -x $work/loadgen && -x $work/vinoserve ]] || die "the build did not produce loadgen and vinoserve"
 
-# The models: the MLP (dynamic batch) and ResNet-50 v1 (NHWC, batch 1 as generated; vinoserve's
-# batched instance reshapes it to a dynamic batch).
+# The models: the MLP (dynamic batch), the floor's one matmul, and ResNet-50 v1 (NHWC, batch 1 as
+# generated; vinoserve's batched instance reshapes it to a dynamic batch). The issue's MLP keeps
+# its folder name, mlp; others are named by their widths.
 models="$ROOT/generated/models"
-mlp_xml="$models/mlp/1/model.xml"
+mlp_dir="$models/mlp"
+[[ $mlp_widths == 512,2048,2048,256 ]] || mlp_dir="$models/mlp-${mlp_widths//,/-}"
+floor_dir="$models/mlp-$mlp_in-$mlp_out"
+mlp_xml="$mlp_dir/1/model.xml"
 resnet_xml="$models/resnet_v1_50/1/model.xml"
-if [[ ! -f $mlp_xml ]]; then
-    mkdir -p "$(dirname "$mlp_xml")"
-    python3 scripts/make_mlp.py "$mlp_xml"
-fi
+make_mlp() { # WIDTHS DIR
+    if [[ ! -f $2/1/model.xml ]]; then
+        mkdir -p "$2/1"
+        python3 scripts/make_mlp.py --widths "$1" "$2/1/model.xml"
+    fi
+}
+make_mlp "$mlp_widths" "$mlp_dir"
+make_mlp "$mlp_in,$mlp_out" "$floor_dir"
 if [[ $resnet == 1 && ! -f $resnet_xml ]]; then
     python3 scripts/make_resnet.py --models resnet_v1_50 --out "$models"
 fi
@@ -134,15 +150,17 @@ wait_ready() {
 # vinoserve: one server, each model twice under two names, batching off and on, so that switching
 # sides is a model name and an idle side costs nothing.
 vs_grpc=$(free_port) vs_rest=$(free_port)
-python3 - "$work/vinoserve.json" "$models" "$nireq" "$timeout_us" "$resnet" <<'EOF'
+python3 - "$work/vinoserve.json" "$models" "$nireq" "$timeout_us" "$resnet" "$mlp_dir" "$floor_dir" <<'EOF'
 import json, sys
-path, models, nireq, timeout_us, resnet = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+path, models, nireq, timeout_us, resnet, mlp, floor = sys.argv[1:8]
+nireq, timeout_us, resnet = int(nireq), int(timeout_us), resnet == "1"
 def batching(size):
     # max_enqueued_batches: room for every client's request, whatever the batch sizes.
     return {"max_batch_size": size, "batch_timeout_micros": timeout_us, "max_enqueued_batches": 8}
 configs = [
-    {"name": "mlp", "base_path": f"{models}/mlp", "nireq": nireq},
-    {"name": "mlp_batched", "base_path": f"{models}/mlp", "nireq": nireq, "batching": batching(32)},
+    {"name": "mlp", "base_path": mlp, "nireq": nireq},
+    {"name": "mlp_batched", "base_path": mlp, "nireq": nireq, "batching": batching(32)},
+    {"name": "floor", "base_path": floor, "nireq": nireq},
 ]
 if resnet:
     configs += [
@@ -157,7 +175,7 @@ say "starting vinoserve (gRPC $vs_grpc, REST $vs_rest), nireq $nireq, batch_time
     >"$out/vinoserve.log" 2>&1 &
 vs_pid=$!
 pids+=("$vs_pid")
-vs_models=(mlp mlp_batched)
+vs_models=(mlp mlp_batched floor)
 [[ $resnet == 0 ]] || vs_models+=(resnet resnet_batched)
 for m in "${vs_models[@]}"; do
     wait_ready "http://127.0.0.1:$vs_rest/v2/models/$m/ready" "$vs_pid" "vinoserve model $m" ||
@@ -199,8 +217,8 @@ start_triton() {
     cat >"$repo/mlp/config.pbtxt" <<EOF
 backend: "python"
 max_batch_size: 32
-input [ { name: "x", data_type: TYPE_FP32, dims: [ 512 ] } ]
-output [ { name: "y", data_type: TYPE_FP32, dims: [ 256 ] } ]
+input [ { name: "x", data_type: TYPE_FP32, dims: [ $mlp_in ] } ]
+output [ { name: "y", data_type: TYPE_FP32, dims: [ $mlp_out ] } ]
 dynamic_batching { max_queue_delay_microseconds: $timeout_us }
 instance_group [ { count: $triton_instances, kind: KIND_CPU } ]
 parameters { key: "ir", value: { string_value: "$mlp_xml" } }
@@ -232,7 +250,7 @@ if [[ $triton == 1 ]]; then
 fi
 
 # The sides of a round, in order: name, then how loadgen reaches it.
-sides=(mlp_off mlp_on)
+sides=(floor_off mlp_off mlp_on)
 [[ $triton == 0 ]] || sides+=(mlp_triton)
 sides+=(mlp_raw_b1 mlp_raw_b32)
 [[ $resnet == 0 ]] || sides+=(resnet_off resnet_on)
@@ -267,11 +285,12 @@ else:
 measure() {
     local round=$1 side=$2 flags
     case "$side" in
-        mlp_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
-        mlp_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp_batched --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
-        mlp_triton) flags=(--kserve "127.0.0.1:$tr_grpc" --model mlp --input x --shape "1,512" --clients "$MLP_CLIENTS") ;;
-        mlp_raw_b1) flags=(--raw "$mlp_xml" --shape "1,512" --clients 1) ;;
-        mlp_raw_b32) flags=(--raw "$mlp_xml" --shape "32,512" --clients 1) ;;
+        floor_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model floor --input x --shape "1,$mlp_in" --clients "$MLP_CLIENTS") ;;
+        mlp_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp --input x --shape "1,$mlp_in" --clients "$MLP_CLIENTS") ;;
+        mlp_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model mlp_batched --input x --shape "1,$mlp_in" --clients "$MLP_CLIENTS") ;;
+        mlp_triton) flags=(--kserve "127.0.0.1:$tr_grpc" --model mlp --input x --shape "1,$mlp_in" --clients "$MLP_CLIENTS") ;;
+        mlp_raw_b1) flags=(--raw "$mlp_xml" --shape "1,$mlp_in" --clients 1) ;;
+        mlp_raw_b32) flags=(--raw "$mlp_xml" --shape "32,$mlp_in" --clients 1) ;;
         resnet_off) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet --input input --shape "1,224,224,3" --clients "$RESNET_CLIENTS") ;;
         resnet_on) flags=(--kserve "127.0.0.1:$vs_grpc" --model resnet_batched --input input --shape "1,224,224,3" --clients "$RESNET_CLIENTS") ;;
     esac
@@ -322,6 +341,7 @@ done
     top -b -n 1 | head -n 20
 } >>"$log"
 
-python3 benches/batching_report.py "$results" --timeout-us "$timeout_us" --log "$log" >"$out/results.md"
+python3 benches/batching_report.py "$results" --timeout-us "$timeout_us" --mlp-widths "$mlp_widths" \
+    --log "$log" >"$out/results.md"
 cat "$out/results.md"
 say "results in $out"
