@@ -58,7 +58,7 @@ for ((round = 1; round <= rounds; round++)); do
         --port 0 --rest_port 0 --grpc_bind_address 127.0.0.1 --rest_bind_address 127.0.0.1 \
         --log_level WARNING >"$work/server.log" 2>&1 &
     server=$!
-    until grep -q "models loaded" "$work/server.log"; do
+    until grep -q "models loaded" "$work/server.log" 2>/dev/null; do
         kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
         sleep 0.5
     done
