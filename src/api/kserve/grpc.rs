@@ -119,12 +119,12 @@ impl GrpcInferenceService for KServeGrpc {
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        let handling = handling("ModelReady", &request.get_ref().name, &request);
-        let request = request.get_ref();
-        handling
+        let ModelReadyRequest { name, version } = request.get_ref();
+        handling("ModelReady", name, &request)
             .grpc(async {
-                let version = version_selector(&request.version)?;
-                let ready = self.readiness.model_ready(&request.name, &version)?;
+                let ready = self
+                    .readiness
+                    .model_ready(name, &version_selector(version)?)?;
                 Ok(Answer::new(ModelReadyResponse { ready }))
             })
             .await
@@ -143,12 +143,10 @@ impl GrpcInferenceService for KServeGrpc {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        let handling = handling("ModelMetadata", &request.get_ref().name, &request);
-        let request = request.get_ref();
-        handling
+        let ModelMetadataRequest { name, version } = request.get_ref();
+        handling("ModelMetadata", name, &request)
             .grpc(async {
-                let (metadata, servable) =
-                    model_metadata(&self.registry, &request.name, &request.version)?;
+                let (metadata, servable) = model_metadata(&self.registry, name, version)?;
                 Ok(Answer::new(metadata).by_version(servable.version))
             })
             .await

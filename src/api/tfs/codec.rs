@@ -96,22 +96,10 @@ fn typed_values(
         DataType::F32 => ("float_val", pack(&p.float_val)),
         DataType::F64 => ("double_val", pack(&p.double_val)),
         DataType::I32 => ("int_val", pack(&p.int_val)),
-        DataType::I16 => (
-            "int_val",
-            narrow::<i32, i16>(input, "int_val", dtype, &p.int_val)?,
-        ),
-        DataType::I8 => (
-            "int_val",
-            narrow::<i32, i8>(input, "int_val", dtype, &p.int_val)?,
-        ),
-        DataType::U8 => (
-            "int_val",
-            narrow::<i32, u8>(input, "int_val", dtype, &p.int_val)?,
-        ),
-        DataType::U16 => (
-            "int_val",
-            narrow::<i32, u16>(input, "int_val", dtype, &p.int_val)?,
-        ),
+        DataType::I16 => ("int_val", int_val::<i16>(input, dtype, p)?),
+        DataType::I8 => ("int_val", int_val::<i8>(input, dtype, p)?),
+        DataType::U8 => ("int_val", int_val::<u8>(input, dtype, p)?),
+        DataType::U16 => ("int_val", int_val::<u16>(input, dtype, p)?),
         DataType::I64 => ("int64_val", pack(&p.int64_val)),
         DataType::U32 => ("uint32_val", pack(&p.uint32_val)),
         DataType::U64 => ("uint64_val", pack(&p.uint64_val)),
@@ -123,6 +111,15 @@ fn typed_values(
         }
         DataType::Bytes => ("string_val", Vec::new()),
     })
+}
+
+/// TF keeps 8- and 16-bit integers in `int_val`, as int32s.
+fn int_val<T: TryFrom<i32> + bytemuck::Pod>(
+    input: &str,
+    dtype: DataType,
+    p: &TensorProto,
+) -> Result<Vec<u8>, ServeError> {
+    narrow::<i32, T>(input, "int_val", dtype, &p.int_val)
 }
 
 /// Encodes a response tensor: numbers as `tensor_content` (shares the output buffer), strings

@@ -188,10 +188,18 @@ fn reload_status(reports: &Reports) -> StatusProto {
     }
 }
 
-fn tf_example_unsupported(method: &str) -> ServeError {
-    ServeError::Unimplemented(format!(
+/// Classify, Regress and MultiInference: refused, they take tf.Example inputs.
+async fn tf_example_unsupported<T, R>(
+    method: &'static str,
+    model: &str,
+    request: &Request<T>,
+) -> Result<Response<R>, Status> {
+    let refusal = ServeError::Unimplemented(format!(
         "{method} takes tf.Example inputs, which OpenVINO models do not have; use Predict"
-    ))
+    ));
+    handling(method, model, request)
+        .grpc(async { Err(refusal) })
+        .await
 }
 
 #[tonic::async_trait]
@@ -267,30 +275,24 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        let name = spec_name(&request.get_ref().model_spec);
-        handling("Classify", &name, &request)
-            .grpc(async { Err(tf_example_unsupported("Classify")) })
-            .await
+        let model = spec_name(&request.get_ref().model_spec);
+        tf_example_unsupported("Classify", &model, &request).await
     }
 
     async fn regress(
         &self,
         request: Request<RegressionRequest>,
     ) -> Result<Response<RegressionResponse>, Status> {
-        let name = spec_name(&request.get_ref().model_spec);
-        handling("Regress", &name, &request)
-            .grpc(async { Err(tf_example_unsupported("Regress")) })
-            .await
+        let model = spec_name(&request.get_ref().model_spec);
+        tf_example_unsupported("Regress", &model, &request).await
     }
 
     async fn multi_inference(
         &self,
         request: Request<MultiInferenceRequest>,
     ) -> Result<Response<MultiInferenceResponse>, Status> {
-        // Each task of a MultiInference names its own model; the span names none.
-        handling("MultiInference", "", &request)
-            .grpc(async { Err(tf_example_unsupported("MultiInference")) })
-            .await
+        // Each of its tasks names a model of its own: the span names none.
+        tf_example_unsupported("MultiInference", "", &request).await
     }
 }
 
