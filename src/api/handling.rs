@@ -138,3 +138,81 @@ impl<'a> Handling<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text exposition's `ovms_requests_*` lines for `method` (each test its own method).
+    fn request_lines(method: &str) -> Vec<String> {
+        let label = format!("method=\"{method}\"");
+        METRICS
+            .render(&Registry::new())
+            .lines()
+            .filter(|l| l.starts_with("ovms_requests_") && l.contains(&label))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn counted_calls_are_counted_with_the_answering_version() {
+        let registry = Registry::new();
+        let handling = Handling::new("HandlingTestCounted", "m", None, None);
+        let answer = handling
+            .counted(TFS, &registry)
+            .grpc(async { Ok(Answer::new(7).by_version(3)) })
+            .await
+            .unwrap();
+        assert_eq!(answer.into_inner(), 7);
+        let lines = request_lines("HandlingTestCounted");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("ovms_requests_success{"), "{lines:?}");
+        for label in [
+            "api=\"TensorFlowServing\"",
+            "interface=\"gRPC\"",
+            "name=\"m\"",
+            "version=\"3\"",
+        ] {
+            assert!(lines[0].contains(label), "{label} in {lines:?}");
+        }
+        assert!(lines[0].ends_with(" 1"), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn failures_get_their_code_and_unknown_models_no_series_of_their_own() {
+        let registry = Registry::new();
+        let status = Handling::new("HandlingTestFailed", "nosuch", None, None)
+            .counted(KSERVE, &registry)
+            .grpc(async {
+                Err::<Answer<()>, _>(ServeError::ModelNotFound {
+                    model: "nosuch".into(),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let lines = request_lines("HandlingTestFailed");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("ovms_requests_fail{"), "{lines:?}");
+        assert!(lines[0].contains("name=\"(unknown)\""), "{lines:?}");
+
+        let response = Handling::new("HandlingTestFailed", "nosuch", None, None)
+            .rest(
+                async { Err::<Answer<()>, _>(ServeError::invalid("bad")) },
+                |_| HttpResponse::Ok().finish(),
+            )
+            .await;
+        assert_eq!(response.status(), actix_web::http::StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn uncounted_calls_are_answered_and_not_counted() {
+        let response = Handling::new("HandlingTestUncounted", "", None, None)
+            .rest(async { Ok(Answer::new(201)) }, |code| {
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).finish()
+            })
+            .await;
+        assert_eq!(response.status(), actix_web::http::StatusCode::CREATED);
+        assert_eq!(request_lines("HandlingTestUncounted"), Vec::<String>::new());
+    }
+}
