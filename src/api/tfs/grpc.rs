@@ -191,13 +191,14 @@ fn reload_status(reports: &Reports) -> StatusProto {
 /// Classify, Regress and MultiInference: refused, they take tf.Example inputs.
 async fn tf_example_unsupported<T, R>(
     method: &'static str,
-    model: &str,
+    spec: &Option<ModelSpec>,
     request: &Request<T>,
 ) -> Result<Response<R>, Status> {
+    let model = spec_name(spec);
     let refusal = ServeError::Unimplemented(format!(
         "{method} takes tf.Example inputs, which OpenVINO models do not have; use Predict"
     ));
-    handling(method, model, request)
+    handling(method, &model, request)
         .grpc(async { Err(refusal) })
         .await
 }
@@ -275,16 +276,14 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        let model = spec_name(&request.get_ref().model_spec);
-        tf_example_unsupported("Classify", &model, &request).await
+        tf_example_unsupported("Classify", &request.get_ref().model_spec, &request).await
     }
 
     async fn regress(
         &self,
         request: Request<RegressionRequest>,
     ) -> Result<Response<RegressionResponse>, Status> {
-        let model = spec_name(&request.get_ref().model_spec);
-        tf_example_unsupported("Regress", &model, &request).await
+        tf_example_unsupported("Regress", &request.get_ref().model_spec, &request).await
     }
 
     async fn multi_inference(
@@ -292,7 +291,7 @@ impl PredictionService for TfsGrpc {
         request: Request<MultiInferenceRequest>,
     ) -> Result<Response<MultiInferenceResponse>, Status> {
         // Each of its tasks names a model of its own: the span names none.
-        tf_example_unsupported("MultiInference", "", &request).await
+        tf_example_unsupported("MultiInference", &None, &request).await
     }
 }
 
