@@ -171,3 +171,8 @@ impl ServeError {
         ServeError::InvalidRequest(message.into())
     }
 }
+
+/// An invalid request, naming the input at fault as OVMS's messages do (`...; input name: x`).
+pub fn invalid_input(input: &str, what: impl std::fmt::Display) -> ServeError {
+    ServeError::invalid(format!("{what}; input name: {input}"))
+}

@@ -13,12 +13,11 @@
 //!   the model's config sets `resize_images` (a silent resize can hide a client bug); resizing is
 //!   bilinear and does not keep the aspect ratio, like OVMS.
 
-use crate::error::ServeError;
+use crate::error::{invalid_input, ServeError};
 use crate::tensor::{DataType, ShapeDisplay, Tensor, TensorData, TensorSpec};
 use bytes::Bytes;
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
-use std::fmt::Display;
 use std::io::Cursor;
 
 /// Largest image accepted, in pixels (8192 × 8192, 67.1 megapixels). Checked against the size the
@@ -38,10 +37,6 @@ struct Layout<'a> {
     height: Option<u32>,
     width: Option<u32>,
     channels: usize,
-}
-
-fn invalid(input: &str, what: impl Display) -> ServeError {
-    ServeError::invalid(format!("{what}; input name: {input}"))
 }
 
 /// One dimension of an image input: `Some(None)` when dynamic, `Some(Some(d))` when fixed,
@@ -104,7 +99,7 @@ impl<'a> Layout<'a> {
         } else {
             return Ok(());
         };
-        Err(invalid(
+        Err(invalid_input(
             self.input,
             format!(
                 "Invalid image size of image {index} - Expected: {}x{}; Actual: {}x{} (width x height; {why})",
@@ -229,7 +224,7 @@ pub fn decode_images(
     let layout = Layout::of(spec)?;
     let input = layout.input;
     let table = element_table(spec.dtype).ok_or_else(|| {
-        invalid(
+        invalid_input(
             input,
             format!(
                 "Invalid input precision - images decode to values 0..255, which {} cannot hold",
@@ -239,9 +234,9 @@ pub fn decode_images(
     })?;
     let count = images.len();
     match layout.batch {
-        _ if count == 0 => return Err(invalid(input, "No image given; send at least one")),
+        _ if count == 0 => return Err(invalid_input(input, "No image given; send at least one")),
         Some(batch) if batch != count => {
-            return Err(invalid(
+            return Err(invalid_input(
                 input,
                 format!(
                     "Invalid number of images - Expected: {batch} (the input's batch size); Actual: {count}"
@@ -270,7 +265,7 @@ pub fn decode_images(
                     .try_fold(table.len() / 256, usize::checked_mul)
                     .filter(|&b| b as u64 <= MAX_DECODED_BYTES)
                     .ok_or_else(|| {
-                        invalid(
+                        invalid_input(
                             input,
                             format!(
                                 "Invalid image batch - {count} images of {}x{} as {} would exceed the {} MiB limit of a decoded batch",
@@ -309,7 +304,7 @@ fn unreadable(input: &str, index: usize, format: ImageFormat, e: image::ImageErr
     } else {
         "JPEG"
     };
-    invalid(
+    invalid_input(
         input,
         format!("Invalid image data - image {index} is not a valid {name}: {e}"),
     )
@@ -323,7 +318,7 @@ fn open<'b>(
     bytes: &'b [u8],
 ) -> Result<(impl ImageDecoder + 'b, ImageFormat), ServeError> {
     let format = sniff(bytes).ok_or_else(|| {
-        invalid(
+        invalid_input(
             input,
             format!(
                 "Invalid image data - image {index} is neither JPEG nor PNG ({})",
@@ -347,7 +342,7 @@ fn open<'b>(
             0 => "empty".to_string(),
             _ => megapixels(pixels),
         };
-        return Err(invalid(
+        return Err(invalid_input(
             input,
             format!(
                 "Invalid image size of image {index} - {width}x{height} is {declared}; the limit is {}",
@@ -361,7 +356,7 @@ fn open<'b>(
     // bytes would cost the decoding, and the tensor, of an image of up to the pixel limit.
     let needed = u64::from(width / 8) * u64::from(height / 8) / 8;
     if format == ImageFormat::Jpeg && (bytes.len() as u64) < needed {
-        return Err(invalid(
+        return Err(invalid_input(
             input,
             format!(
                 "Invalid image data - image {index} is a truncated JPEG: {width}x{height} takes at least {needed} bytes, it has {}",
@@ -400,7 +395,7 @@ pub fn decode_image_tensor(
     if !one_per_image {
         // For an input that cannot take images at all, that is the better message.
         Layout::of(spec)?;
-        return Err(invalid(
+        return Err(invalid_input(
             &spec.name,
             format!(
                 "Invalid shape of an image batch - Expected: (N), one string per image; Actual: {} with {} strings",

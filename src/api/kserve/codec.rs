@@ -9,7 +9,9 @@
 //! Only the wire form is checked here (datatype names, shapes, value counts); whether the tensor
 //! fits the model (dtype, shape, byte count) is checked once, by the shared validation.
 
-use crate::error::ServeError;
+pub use crate::api::tensor_pack::shape;
+use crate::api::tensor_pack::{check_count, narrow, pack, pack_bools};
+use crate::error::{invalid_input, ServeError};
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
 use crate::proto::inference::model_metadata_response::TensorMetadata;
@@ -19,11 +21,6 @@ use crate::serving::request::{InferRequest, InferResponse};
 use crate::tensor::{element_count, DataType, Tensor, TensorData, TensorSpec};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
-use std::fmt::Display;
-
-fn invalid(input: &str, what: impl Display) -> ServeError {
-    ServeError::invalid(format!("{what}; input name: {input}"))
-}
 
 /// `model_version` as KServe sends it: empty means the latest AVAILABLE version.
 pub fn version_selector(version: &str) -> Result<VersionSelector, ServeError> {
@@ -43,7 +40,7 @@ pub fn version_selector(version: &str) -> Result<VersionSelector, ServeError> {
 pub fn datatype(input: &str, name: &str) -> Result<DataType, ServeError> {
     DataType::from_name(name).ok_or_else(|| {
         let known: Vec<&str> = DataType::ALL.iter().map(|d| d.name()).collect();
-        invalid(
+        invalid_input(
             input,
             format!(
                 "Unsupported datatype {name:?}; expected one of {}",
@@ -51,24 +48,6 @@ pub fn datatype(input: &str, name: &str) -> Result<DataType, ServeError> {
             ),
         )
     })
-}
-
-/// A request shape as concrete dimensions: none negative, element count within `usize`.
-pub fn shape(input: &str, dims: &[i64]) -> Result<Vec<usize>, ServeError> {
-    let shape = dims
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                invalid(
-                    input,
-                    format!("Invalid input shape - negative dimension {d}"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    element_count(&shape)
-        .ok_or_else(|| invalid(input, "Invalid input shape - the element count overflows"))?;
-    Ok(shape)
 }
 
 /// Shape dimensions as KServe writes them.
@@ -99,7 +78,7 @@ pub fn decode_raw(
     let mut at = 0;
     while at < raw.len() {
         let Some(prefix) = raw.get(at..at + 4) else {
-            return Err(invalid(
+            return Err(invalid_input(
                 input,
                 format!("Invalid raw BYTES data - {} bytes after element {} are too few for a 4-byte length prefix", raw.len() - at, values.len()),
             ));
@@ -107,7 +86,7 @@ pub fn decode_raw(
         let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
         let start = at + 4;
         if len > raw.len() - start {
-            return Err(invalid(
+            return Err(invalid_input(
                 input,
                 format!(
                     "Invalid raw BYTES data - element {} claims {len} bytes but only {} remain",
@@ -155,8 +134,8 @@ fn contents_field(dtype: DataType) -> Option<&'static str> {
     }
 }
 
-/// The non-empty typed fields, with their value counts.
-fn filled_fields(c: &InferTensorContents) -> Vec<(&'static str, usize)> {
+/// Every typed field, with its value count.
+fn field_counts(c: &InferTensorContents) -> [(&'static str, usize); 8] {
     [
         ("bool_contents", c.bool_contents.len()),
         ("int_contents", c.int_contents.len()),
@@ -167,37 +146,13 @@ fn filled_fields(c: &InferTensorContents) -> Vec<(&'static str, usize)> {
         ("fp64_contents", c.fp64_contents.len()),
         ("bytes_contents", c.bytes_contents.len()),
     ]
-    .into_iter()
-    .filter(|&(_, n)| n > 0)
-    .collect()
 }
 
 fn has_contents(input: &InferInputTensor) -> bool {
     input
         .contents
         .as_ref()
-        .is_some_and(|c| !filled_fields(c).is_empty())
-}
-
-fn pack<T: bytemuck::Pod>(values: &[T]) -> Vec<u8> {
-    bytemuck::cast_slice(values).to_vec()
-}
-
-/// Narrows 32-bit protocol values to the element type, rejecting values that do not fit.
-fn narrow<S: Copy + Display, T: TryFrom<S> + bytemuck::Pod>(
-    input: &str,
-    field: &str,
-    dtype: DataType,
-    values: &[S],
-) -> Result<Vec<u8>, ServeError> {
-    let narrowed = values
-        .iter()
-        .map(|&v| {
-            T::try_from(v)
-                .map_err(|_| invalid(input, format!("value {v} in {field} does not fit {dtype}")))
-        })
-        .collect::<Result<Vec<T>, _>>()?;
-    Ok(pack(&narrowed))
+        .is_some_and(|c| field_counts(c).iter().any(|&(_, n)| n > 0))
 }
 
 /// Typed `contents` → tensor: exactly the datatype's field, with one value per element.
@@ -209,71 +164,43 @@ pub fn decode_contents(
 ) -> Result<Tensor, ServeError> {
     let c = contents.unwrap_or_default();
     let raw_only = || {
-        invalid(
+        invalid_input(
             input,
             format!("{dtype} has no typed contents field in KServe v2; send it as raw bytes (raw_input_contents, or binary data over REST)"),
         )
     };
     let field = contents_field(dtype).ok_or_else(raw_only)?;
-    if let Some((stray, _)) = filled_fields(&c).into_iter().find(|&(f, _)| f != field) {
-        return Err(invalid(
+    let counts = field_counts(&c);
+    if let Some((stray, _)) = counts.iter().find(|&&(f, n)| n > 0 && f != field) {
+        return Err(invalid_input(
             input,
             format!("{dtype} values go in {field}, but {stray} has values"),
         ));
     }
-    let count = element_count(&shape).unwrap_or(usize::MAX);
-    let check = |given: usize| {
-        if given == count {
-            Ok(())
-        } else {
-            Err(invalid(
-                input,
-                format!("Invalid number of values in {field} - Expected: {count}; Actual: {given}"),
-            ))
-        }
-    };
+    let given = counts
+        .iter()
+        .find(|&&(f, _)| f == field)
+        .map_or(0, |&(_, n)| n);
+    check_count(
+        input,
+        field,
+        element_count(&shape).unwrap_or(usize::MAX),
+        given,
+    )?;
     use DataType::*;
     let bytes = match dtype {
-        Bytes => {
-            check(c.bytes_contents.len())?;
-            return Ok(Tensor::strings(shape, c.bytes_contents));
-        }
-        Bool => {
-            check(c.bool_contents.len())?;
-            c.bool_contents.iter().map(|&b| u8::from(b)).collect()
-        }
-        I8 | I16 | I32 => {
-            check(c.int_contents.len())?;
-            match dtype {
-                I8 => narrow::<i32, i8>(input, field, dtype, &c.int_contents)?,
-                I16 => narrow::<i32, i16>(input, field, dtype, &c.int_contents)?,
-                _ => pack(&c.int_contents),
-            }
-        }
-        U8 | U16 | U32 => {
-            check(c.uint_contents.len())?;
-            match dtype {
-                U8 => narrow::<u32, u8>(input, field, dtype, &c.uint_contents)?,
-                U16 => narrow::<u32, u16>(input, field, dtype, &c.uint_contents)?,
-                _ => pack(&c.uint_contents),
-            }
-        }
-        I64 => {
-            check(c.int64_contents.len())?;
-            pack(&c.int64_contents)
-        }
-        U64 => {
-            check(c.uint64_contents.len())?;
-            pack(&c.uint64_contents)
-        }
-        F32 => {
-            check(c.fp32_contents.len())?;
-            pack(&c.fp32_contents)
-        }
-        F64 => {
-            check(c.fp64_contents.len())?;
-            pack(&c.fp64_contents)
-        }
+        Bytes => return Ok(Tensor::strings(shape, c.bytes_contents)),
+        Bool => pack_bools(&c.bool_contents),
+        I8 => narrow::<i32, i8>(input, field, dtype, &c.int_contents)?,
+        I16 => narrow::<i32, i16>(input, field, dtype, &c.int_contents)?,
+        I32 => pack(&c.int_contents),
+        U8 => narrow::<u32, u8>(input, field, dtype, &c.uint_contents)?,
+        U16 => narrow::<u32, u16>(input, field, dtype, &c.uint_contents)?,
+        U32 => pack(&c.uint_contents),
+        I64 => pack(&c.int64_contents),
+        U64 => pack(&c.uint64_contents),
+        F32 => pack(&c.fp32_contents),
+        F64 => pack(&c.fp64_contents),
         F16 | BF16 => return Err(raw_only()),
     };
     Ok(Tensor::raw(dtype, shape, bytes))
@@ -290,7 +217,7 @@ pub fn decode_infer_request(
     let raw = request.raw_input_contents;
     if !raw.is_empty() {
         if let Some(mixed) = request.inputs.iter().find(|i| has_contents(i)) {
-            return Err(invalid(
+            return Err(invalid_input(
                 &mixed.name,
                 "The request has both typed contents and raw_input_contents; send every input's data one way: all in raw_input_contents, or all in contents",
             ));

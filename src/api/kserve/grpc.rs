@@ -1,14 +1,12 @@
 //! KServe v2 gRPC: `inference.GRPCInferenceService` (health, metadata, `ModelInfer`).
 
-use crate::api::handled::handled;
+use crate::api::handling::{Answer, Handling, KSERVE};
 use crate::api::kserve::codec::{
     decode_infer_request, encode_infer_response, tensor_metadata, version_selector,
 };
-use crate::api::status::to_status;
-use crate::api::trace::{grpc_traceparent, request_span};
+use crate::api::trace::grpc_traceparent;
 use crate::control::readiness::Readiness;
 use crate::error::ServeError;
-use crate::metrics::Call;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
@@ -50,17 +48,9 @@ pub fn server_metadata() -> ServerMetadataResponse {
 }
 
 /// A model's metadata: its AVAILABLE versions, and the signature of the version asked for
-/// (empty `version` = the latest).
+/// (empty `version` = the latest); with the servable it describes (REST adds what the proto
+/// lacks).
 pub fn model_metadata(
-    registry: &Registry,
-    model: &str,
-    version: &str,
-) -> Result<ModelMetadataResponse, ServeError> {
-    model_metadata_of(registry, model, version).map(|(metadata, _)| metadata)
-}
-
-/// [`model_metadata`] with the servable it describes (REST adds what the proto lacks).
-pub fn model_metadata_of(
     registry: &Registry,
     model: &str,
     version: &str,
@@ -97,84 +87,91 @@ pub fn model_metadata_of(
     Ok((metadata, servable))
 }
 
+/// A call's handling (see `api::handling`) naming `model` (empty for server-level calls).
+fn handling<'a, T>(method: &'static str, model: &'a str, request: &Request<T>) -> Handling<'a> {
+    Handling::new(method, model, grpc_traceparent(request.metadata()), None)
+}
+
 #[tonic::async_trait]
 impl GrpcInferenceService for KServeGrpc {
     async fn server_live(
         &self,
-        _: Request<ServerLiveRequest>,
+        request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        Ok(Response::new(ServerLiveResponse { live: true }))
+        handling("ServerLive", "", &request)
+            .grpc(async { Ok(Answer::new(ServerLiveResponse { live: true })) })
+            .await
     }
 
     async fn server_ready(
         &self,
-        _: Request<ServerReadyRequest>,
+        request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse {
-            ready: self.readiness.server_ready(),
-        }))
+        handling("ServerReady", "", &request)
+            .grpc(async {
+                let ready = self.readiness.server_ready();
+                Ok(Answer::new(ServerReadyResponse { ready }))
+            })
+            .await
     }
 
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        let request = request.into_inner();
-        version_selector(&request.version)
-            .and_then(|version| self.readiness.model_ready(&request.name, &version))
-            .map(|ready| Response::new(ModelReadyResponse { ready }))
-            .map_err(|e| to_status(&e))
+        let ModelReadyRequest { name, version } = request.get_ref();
+        handling("ModelReady", name, &request)
+            .grpc(async {
+                let ready = self
+                    .readiness
+                    .model_ready(name, &version_selector(version)?)?;
+                Ok(Answer::new(ModelReadyResponse { ready }))
+            })
+            .await
     }
 
     async fn server_metadata(
         &self,
-        _: Request<ServerMetadataRequest>,
+        request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Ok(Response::new(server_metadata()))
+        handling("ServerMetadata", "", &request)
+            .grpc(async { Ok(Answer::new(server_metadata())) })
+            .await
     }
 
     async fn model_metadata(
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        let request = request.into_inner();
-        model_metadata(&self.registry, &request.name, &request.version)
-            .map(Response::new)
-            .map_err(|e| to_status(&e))
+        let ModelMetadataRequest { name, version } = request.get_ref();
+        handling("ModelMetadata", name, &request)
+            .grpc(async {
+                let (metadata, servable) = model_metadata(&self.registry, name, version)?;
+                Ok(Answer::new(metadata).by_version(servable.version))
+            })
+            .await
     }
 
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let span = request_span(
+        let name = request.get_ref().model_name.clone();
+        let handling = Handling::new(
             "ModelInfer",
-            &request.get_ref().model_name,
+            &name,
             grpc_traceparent(request.metadata()),
             Some(&request.get_ref().id),
-        );
+        )
+        .counted(KSERVE, &self.registry);
         let request = request.into_inner();
-        let name = request.model_name.clone();
-        let run = async {
-            let (request, id) = decode_infer_request(request)?;
-            let answer = infer(&self.registry, request).await?;
-            Ok::<_, ServeError>(encode_infer_response(answer, id))
-        };
-        let call = Call {
-            api: "KServe",
-            interface: "gRPC",
-            method: "ModelInfer",
-        };
-        handled(call, Some((&name, &self.registry)), span, async {
-            let result = run.await;
-            let version = result
-                .as_ref()
-                .ok()
-                .and_then(|r| r.model_version.parse().ok());
-            (result, version)
-        })
-        .await
-        .map(Response::new)
-        .map_err(|e| to_status(&e))
+        handling
+            .grpc(async {
+                let (request, id) = decode_infer_request(request)?;
+                let answer = infer(&self.registry, request).await?;
+                let version = answer.version;
+                Ok(Answer::new(encode_infer_response(answer, id)).by_version(version))
+            })
+            .await
     }
 }

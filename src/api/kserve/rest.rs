@@ -1,18 +1,17 @@
 //! KServe v2 REST: `/v2/health/{live,ready}`, `/v2` (server metadata),
 //! `/v2/models/{m}[/versions/{v}]` (model metadata), `.../ready` and `.../infer`.
 
-use crate::api::handled::handled;
+use crate::api::handling::{Answer, Handling, KSERVE};
 use crate::api::json::threads as json_threads;
 use crate::api::kserve::codec::version_selector;
-use crate::api::kserve::grpc::{model_metadata_of, server_metadata};
+use crate::api::kserve::grpc::{model_metadata, server_metadata};
 use crate::api::kserve::json::{decode_request, encode_response};
 use crate::api::rest::body::{give_memory_back, json_too_large, Body, JsonLimit};
 use crate::api::rest::routes::only;
-use crate::api::status::{body_error, error_response};
-use crate::api::trace::{http_traceparent, request_span};
+use crate::api::status::body_error;
+use crate::api::trace::http_traceparent;
 use crate::control::readiness::Readiness;
 use crate::error::ServeError;
-use crate::metrics::Call;
 use crate::proto::inference::model_metadata_response::TensorMetadata;
 use crate::serving::registry::Registry;
 use crate::serving::request::{infer, InferRequest};
@@ -74,28 +73,49 @@ fn health(ok: bool, body: Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
-async fn live() -> HttpResponse {
-    health(true, json!({"live": true}))
+/// A call's handling (see `api::handling`) naming `model` (empty for server-level calls).
+fn handling<'a>(method: &'static str, model: &'a str, request: &HttpRequest) -> Handling<'a> {
+    Handling::new(method, model, http_traceparent(request), None)
 }
 
-async fn ready(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
-    let ready = readiness.server_ready();
-    health(ready, json!({ "ready": ready }))
+async fn live(request: HttpRequest) -> HttpResponse {
+    handling("ServerLive", "", &request)
+        .rest(async { Ok(Answer::new(true)) }, |live| {
+            health(live, json!({ "live": live }))
+        })
+        .await
+}
+
+async fn ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
+    handling("ServerReady", "", &request)
+        .rest(
+            async { Ok(Answer::new(readiness.server_ready())) },
+            |ready| health(ready, json!({ "ready": ready })),
+        )
+        .await
 }
 
 /// `{"name": ..., "ready": ...}`, the protocol's model-ready response.
 async fn model_ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
     let (model, version) = model_path(&request);
-    match version_selector(version).and_then(|v| readiness.model_ready(model, &v)) {
-        Ok(ok) => health(ok, json!({"name": model, "ready": ok})),
-        Err(e) => error_response(&e),
-    }
+    handling("ModelReady", model, &request)
+        .rest(
+            async {
+                let ready = readiness.model_ready(model, &version_selector(version)?)?;
+                Ok(Answer::new(ready))
+            },
+            |ready| health(ready, json!({"name": model, "ready": ready})),
+        )
+        .await
 }
 
-async fn server_metadata_json() -> HttpResponse {
-    let m = server_metadata();
-    HttpResponse::Ok()
-        .json(json!({"name": m.name, "version": m.version, "extensions": m.extensions}))
+async fn server_metadata_json(request: HttpRequest) -> HttpResponse {
+    handling("ServerMetadata", "", &request)
+        .rest(async { Ok(Answer::new(server_metadata())) }, |m| {
+            HttpResponse::Ok()
+                .json(json!({"name": m.name, "version": m.version, "extensions": m.extensions}))
+        })
+        .await
 }
 
 fn tensors_json(tensors: &[TensorMetadata]) -> Vec<Value> {
@@ -107,18 +127,26 @@ fn tensors_json(tensors: &[TensorMetadata]) -> Vec<Value> {
 
 async fn metadata(request: HttpRequest, registry: web::Data<Arc<Registry>>) -> HttpResponse {
     let (model, version) = model_path(&request);
-    match model_metadata_of(&registry, model, version) {
-        // `rt_info` as OVMS serves it: the OpenVINO Model API's OVMSAdapter reads it.
-        Ok((m, servable)) => HttpResponse::Ok().json(json!({
-            "name": m.name,
-            "versions": m.versions,
-            "platform": m.platform,
-            "inputs": tensors_json(&m.inputs),
-            "outputs": tensors_json(&m.outputs),
-            "rt_info": servable.rt_info,
-        })),
-        Err(e) => error_response(&e),
-    }
+    handling("ModelMetadata", model, &request)
+        .rest(
+            async {
+                let (m, servable) = model_metadata(&registry, model, version)?;
+                let version = servable.version;
+                Ok(Answer::new((m, servable)).by_version(version))
+            },
+            // `rt_info` as OVMS serves it: the OpenVINO Model API's OVMSAdapter reads it.
+            |(m, servable)| {
+                HttpResponse::Ok().json(json!({
+                    "name": m.name,
+                    "versions": m.versions,
+                    "platform": m.platform,
+                    "inputs": tensors_json(&m.inputs),
+                    "outputs": tensors_json(&m.outputs),
+                    "rt_info": servable.rt_info,
+                }))
+            },
+        )
+        .await
 }
 
 /// The JSON header's length, when the body carries binary tensor data.
@@ -159,48 +187,39 @@ async fn model_infer(
         return json_too_large(json_size, json_limit);
     }
     let body_len = body.len();
-    let (name, _) = model_path(&request);
-    let span = request_span("ModelInfer", name, http_traceparent(&request), None);
-    let run = async {
-        let (model, version) = model_path(&request);
-        let version = version_selector(version)?;
-        let header = header?;
-        // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
-        let decoded = json_threads::decode(body_len, move || decode_request(body, header))
-            .await
-            .ok_or_else(|| ServeError::invalid("cannot decode the body: its decoding failed"))??;
-        let answer = infer(
-            &registry,
-            InferRequest {
-                model: model.to_string(),
-                version,
-                inputs: decoded.inputs,
-                output_filter: decoded.outputs,
+    let (model, version) = model_path(&request);
+    let response = handling("ModelInfer", model, &request)
+        .counted(KSERVE, &registry)
+        .rest(
+            async {
+                let version = version_selector(version)?;
+                let header = header?;
+                // Off the REST threads, as for TFS REST (a large JSON takes long to decode).
+                let decoded = json_threads::decode(body_len, move || decode_request(body, header))
+                    .await
+                    .ok_or_else(|| {
+                        ServeError::invalid("cannot decode the body: its decoding failed")
+                    })??;
+                let request = InferRequest {
+                    model: model.to_string(),
+                    version,
+                    inputs: decoded.inputs,
+                    output_filter: decoded.outputs,
+                };
+                let answer = infer(&registry, request).await?;
+                let version = answer.version;
+                let reply = encode_response(answer, decoded.id, &decoded.binary);
+                Ok(Answer::new(reply).by_version(version))
+            },
+            |(json, binary)| {
+                if binary.is_empty() {
+                    HttpResponse::Ok().json(json)
+                } else {
+                    binary_response(json, binary)
+                }
             },
         )
-        .await?;
-        let version = answer.version;
-        Ok::<_, ServeError>((
-            encode_response(answer, decoded.id, &decoded.binary),
-            version,
-        ))
-    };
-    let call = Call {
-        api: "KServe",
-        interface: "REST",
-        method: "ModelInfer",
-    };
-    let result = handled(call, Some((name, registry.get_ref())), span, async {
-        let result = run.await;
-        let version = result.as_ref().ok().map(|(_, v)| *v);
-        (result.map(|(reply, _)| reply), version)
-    })
-    .await;
-    let response = match result {
-        Ok((json, binary)) if binary.is_empty() => HttpResponse::Ok().json(json),
-        Ok((json, binary)) => binary_response(json, binary),
-        Err(e) => error_response(&e),
-    };
+        .await;
     give_memory_back(body_len).await;
     response
 }

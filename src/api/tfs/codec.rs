@@ -1,7 +1,8 @@
 //! TensorFlow `TensorProto` ⇄ the internal [`Tensor`]: the fast path (`tensor_content`, shared
 //! with the gRPC buffer, no copy) and the typed fields (`float_val`, `half_val`, ...).
 
-use crate::error::ServeError;
+use crate::api::tensor_pack::{self, check_count, narrow, pack, pack_bools};
+use crate::error::{invalid_input, ServeError};
 use crate::proto::tensorflow::{
     tensor_shape_proto, DataType as TfType, TensorProto, TensorShapeProto,
 };
@@ -43,44 +44,30 @@ pub fn shape_proto<T: Copy + Into<i64>>(dims: &[T]) -> TensorShapeProto {
     }
 }
 
-fn invalid(input: &str, what: impl std::fmt::Display) -> ServeError {
-    ServeError::invalid(format!("{what}; input name: {input}"))
-}
-
 fn decode_shape(input: &str, shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ServeError> {
     let Some(shape) = shape else {
         return Ok(Vec::new());
     };
     if shape.unknown_rank {
-        return Err(invalid(
+        return Err(invalid_input(
             input,
             "Invalid input shape - unknown_rank is not allowed in a request",
         ));
     }
-    shape
-        .dim
-        .iter()
-        .map(|d| {
-            usize::try_from(d.size).map_err(|_| {
-                invalid(
-                    input,
-                    format!("Invalid input shape - negative dimension {}", d.size),
-                )
-            })
-        })
-        .collect()
+    let dims: Vec<i64> = shape.dim.iter().map(|d| d.size).collect();
+    tensor_pack::shape(input, &dims)
 }
 
 /// Decodes one request tensor. Shape and byte-count agreement with the model is checked later by
 /// validation, so a short or long `tensor_content` gets the "Expected N bytes" error there.
 pub fn decode_tensor(input: &str, proto: TensorProto) -> Result<Tensor, ServeError> {
     let tf = TfType::try_from(proto.dtype)
-        .map_err(|_| invalid(input, format!("Unknown dtype value {}", proto.dtype)))?;
+        .map_err(|_| invalid_input(input, format!("Unknown dtype value {}", proto.dtype)))?;
     let dtype = from_tf_dtype(tf)
-        .ok_or_else(|| invalid(input, format!("Unsupported dtype {}", tf.as_str_name())))?;
+        .ok_or_else(|| invalid_input(input, format!("Unsupported dtype {}", tf.as_str_name())))?;
     let shape = decode_shape(input, proto.tensor_shape.as_ref())?;
-    let count = element_count(&shape)
-        .ok_or_else(|| invalid(input, "Invalid input shape - the element count overflows"))?;
+    // Within usize: decode_shape checked it.
+    let count = element_count(&shape).unwrap_or(usize::MAX);
     if dtype == DataType::Bytes {
         return Ok(Tensor::strings(shape, proto.string_val));
     }
@@ -89,18 +76,13 @@ pub fn decode_tensor(input: &str, proto: TensorProto) -> Result<Tensor, ServeErr
     }
     let (field, bytes) = typed_values(input, dtype, &proto)?;
     let given = bytes.len() / dtype.element_size().unwrap_or(1);
-    if given != count {
-        if given == 1 {
-            return Err(invalid(
-                input,
-                format!("a single value in {field} for a shape of {count} elements is a broadcast, which is not supported; send all {count} values"),
-            ));
-        }
-        return Err(invalid(
+    if given == 1 && count != 1 {
+        return Err(invalid_input(
             input,
-            format!("Invalid number of values in {field} - Expected: {count}; Actual: {given}"),
+            format!("a single value in {field} for a shape of {count} elements is a broadcast, which is not supported; send all {count} values"),
         ));
     }
+    check_count(input, field, count, given)?;
     Ok(Tensor::raw(dtype, shape, bytes))
 }
 
@@ -110,37 +92,18 @@ fn typed_values(
     dtype: DataType,
     p: &TensorProto,
 ) -> Result<(&'static str, Vec<u8>), ServeError> {
-    /// The values' little-endian bytes: one bulk copy, no per-element work.
-    fn pack<T: bytemuck::Pod>(values: &[T]) -> Vec<u8> {
-        bytemuck::cast_slice(values).to_vec()
-    }
-    fn narrow<T: TryFrom<i32> + bytemuck::Pod>(
-        input: &str,
-        values: &[i32],
-        name: DataType,
-    ) -> Result<Vec<u8>, ServeError> {
-        let narrowed = values
-            .iter()
-            .map(|&v| {
-                T::try_from(v).map_err(|_| {
-                    invalid(input, format!("value {v} in int_val does not fit {name}"))
-                })
-            })
-            .collect::<Result<Vec<T>, _>>()?;
-        Ok(bytemuck::cast_slice(&narrowed).to_vec())
-    }
     Ok(match dtype {
         DataType::F32 => ("float_val", pack(&p.float_val)),
         DataType::F64 => ("double_val", pack(&p.double_val)),
         DataType::I32 => ("int_val", pack(&p.int_val)),
-        DataType::I16 => ("int_val", narrow::<i16>(input, &p.int_val, dtype)?),
-        DataType::I8 => ("int_val", narrow::<i8>(input, &p.int_val, dtype)?),
-        DataType::U8 => ("int_val", narrow::<u8>(input, &p.int_val, dtype)?),
-        DataType::U16 => ("int_val", narrow::<u16>(input, &p.int_val, dtype)?),
+        DataType::I16 => ("int_val", int_val::<i16>(input, dtype, p)?),
+        DataType::I8 => ("int_val", int_val::<i8>(input, dtype, p)?),
+        DataType::U8 => ("int_val", int_val::<u8>(input, dtype, p)?),
+        DataType::U16 => ("int_val", int_val::<u16>(input, dtype, p)?),
         DataType::I64 => ("int64_val", pack(&p.int64_val)),
         DataType::U32 => ("uint32_val", pack(&p.uint32_val)),
         DataType::U64 => ("uint64_val", pack(&p.uint64_val)),
-        DataType::Bool => ("bool_val", p.bool_val.iter().map(|&b| b as u8).collect()),
+        DataType::Bool => ("bool_val", pack_bools(&p.bool_val)),
         // TF stores each half / bfloat16 as its 16 bits in an int32.
         DataType::F16 | DataType::BF16 => {
             let bits: Vec<u16> = p.half_val.iter().map(|&bits| bits as u16).collect();
@@ -148,6 +111,15 @@ fn typed_values(
         }
         DataType::Bytes => ("string_val", Vec::new()),
     })
+}
+
+/// TF keeps 8- and 16-bit integers in `int_val`, as int32s.
+fn int_val<T: TryFrom<i32> + bytemuck::Pod>(
+    input: &str,
+    dtype: DataType,
+    p: &TensorProto,
+) -> Result<Vec<u8>, ServeError> {
+    narrow::<i32, T>(input, "int_val", dtype, &p.int_val)
 }
 
 /// Encodes a response tensor: numbers as `tensor_content` (shares the output buffer), strings

@@ -1,12 +1,10 @@
 //! TensorFlow Serving gRPC: `PredictionService` and `ModelService`, wire-compatible with TFS.
 
-use crate::api::handled::handled;
-use crate::api::status::to_status;
+use crate::api::handling::{Answer, Handling, TFS};
 use crate::api::tfs::codec::{decode_tensor, encode_tensor, shape_proto, tf_dtype};
-use crate::api::trace::{grpc_traceparent, request_span};
-use crate::control::manager::{EditConfig, ModelManager};
+use crate::api::trace::grpc_traceparent;
+use crate::control::manager::{EditConfig, ModelManager, Reports};
 use crate::error::ServeError;
-use crate::metrics::Call;
 use crate::proto::tensorflow::serving::{
     model_service_server::ModelService, model_spec::VersionChoice, model_version_status::State,
     prediction_service_server::PredictionService, ClassificationRequest, ClassificationResponse,
@@ -60,18 +58,9 @@ fn model_spec(spec: Option<ModelSpec>) -> Result<(String, VersionSelector, Strin
     Ok((spec.name, selector, spec.signature_name))
 }
 
-/// The request's span (see `api::trace`), named by its model_spec.
-fn spec_span<T>(
-    method: &'static str,
-    spec: &Option<ModelSpec>,
-    request: &Request<T>,
-) -> tracing::Span {
-    request_span(
-        method,
-        &spec_name(spec),
-        grpc_traceparent(request.metadata()),
-        None,
-    )
+/// A call's handling (see `api::handling`), named by its model_spec.
+fn handling<'a, T>(method: &'static str, model: &'a str, request: &Request<T>) -> Handling<'a> {
+    Handling::new(method, model, grpc_traceparent(request.metadata()), None)
 }
 
 /// TF Serving's `signature_name`: empty or `serving_default`, the only one a model has.
@@ -93,21 +82,6 @@ fn answered_spec(model: String, version: u64) -> Option<ModelSpec> {
 
 fn spec_name(spec: &Option<ModelSpec>) -> String {
     spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
-}
-
-fn call(method: &'static str) -> Call {
-    Call {
-        api: "TensorFlowServing",
-        interface: "gRPC",
-        method,
-    }
-}
-
-fn answered_version(spec: Option<&ModelSpec>) -> Option<u64> {
-    match spec?.version_choice {
-        Some(VersionChoice::Version(v)) => u64::try_from(v).ok(),
-        _ => None,
-    }
 }
 
 fn tensor_info(spec: &TensorSpec) -> TensorInfo {
@@ -189,10 +163,44 @@ pub fn status_filter(
     Ok(Some(version))
 }
 
-fn tf_example_unsupported(method: &str) -> Status {
-    to_status(&ServeError::Unimplemented(format!(
+/// A reload's outcome as TFS reports it: OK, or UNKNOWN naming each version that did not load
+/// (the config is applied all the same).
+fn reload_status(reports: &Reports) -> StatusProto {
+    let failures: Vec<String> = reports
+        .iter()
+        .flat_map(|(model, r)| {
+            r.failed
+                .iter()
+                .map(move |(v, e)| format!("{model} version {v}: {e}"))
+        })
+        .collect();
+    if failures.is_empty() {
+        StatusProto {
+            error_code: 0,
+            error_message: String::new(),
+        }
+    } else {
+        // tensorflow.error.Code UNKNOWN.
+        StatusProto {
+            error_code: 2,
+            error_message: failures.join("; "),
+        }
+    }
+}
+
+/// Classify, Regress and MultiInference: refused, they take tf.Example inputs.
+async fn tf_example_unsupported<T, R>(
+    method: &'static str,
+    spec: &Option<ModelSpec>,
+    request: &Request<T>,
+) -> Result<Response<R>, Status> {
+    let model = spec_name(spec);
+    let refusal = ServeError::Unimplemented(format!(
         "{method} takes tf.Example inputs, which OpenVINO models do not have; use Predict"
-    )))
+    ));
+    handling(method, &model, request)
+        .grpc(async { Err(refusal) })
+        .await
 }
 
 #[tonic::async_trait]
@@ -201,117 +209,89 @@ impl PredictionService for TfsGrpc {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
-        let span = spec_span("Predict", &request.get_ref().model_spec, &request);
+        let name = spec_name(&request.get_ref().model_spec);
+        let handling = handling("Predict", &name, &request).counted(TFS, &self.registry);
         let request = request.into_inner();
-        let name = spec_name(&request.model_spec);
-        let run = async {
-            let (model, version, signature_name) = model_spec(request.model_spec)?;
-            check_signature_name(&signature_name)?;
-            let inputs = request
-                .inputs
-                .into_iter()
-                .map(|(name, proto)| decode_tensor(&name, proto).map(|t| (name, t)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let answer = infer(
-                &self.registry,
-                InferRequest {
+        handling
+            .grpc(async {
+                let (model, version, signature_name) = model_spec(request.model_spec)?;
+                check_signature_name(&signature_name)?;
+                let inputs = request
+                    .inputs
+                    .into_iter()
+                    .map(|(name, proto)| decode_tensor(&name, proto).map(|t| (name, t)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let request = InferRequest {
                     model,
                     version,
                     inputs,
                     output_filter: request.output_filter,
-                },
-            )
-            .await?;
-            Ok::<_, ServeError>(PredictResponse {
-                model_spec: answered_spec(answer.model, answer.version),
-                outputs: answer
+                };
+                let answer = infer(&self.registry, request).await?;
+                let outputs = answer
                     .outputs
                     .into_iter()
                     .map(|(name, t)| (name, encode_tensor(t)))
-                    .collect(),
+                    .collect();
+                Ok(Answer::new(PredictResponse {
+                    model_spec: answered_spec(answer.model, answer.version),
+                    outputs,
+                })
+                .by_version(answer.version))
             })
-        };
-        handled(
-            call("Predict"),
-            Some((&name, &self.registry)),
-            span,
-            async {
-                let result = run.await;
-                let version = result
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| answered_version(r.model_spec.as_ref()));
-                (result, version)
-            },
-        )
-        .await
-        .map(Response::new)
-        .map_err(|e| to_status(&e))
+            .await
     }
 
     async fn get_model_metadata(
         &self,
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
-        let span = spec_span("GetModelMetadata", &request.get_ref().model_spec, &request);
+        let name = spec_name(&request.get_ref().model_spec);
+        let handling = handling("GetModelMetadata", &name, &request).counted(TFS, &self.registry);
         let request = request.into_inner();
-        let name = spec_name(&request.model_spec);
-        let run = || {
-            let (model, version, _) = model_spec(request.model_spec)?;
-            if request.metadata_field.iter().any(|f| f != "signature_def")
-                || request.metadata_field.is_empty()
-            {
-                return Err(ServeError::invalid(format!(
-                    "metadata_field must be [\"signature_def\"], got {:?}",
-                    request.metadata_field
-                )));
-            }
-            let servable = self.registry.resolve(&model, &version)?;
-            let any = prost_types::Any::from_msg(&signature_def_map(&servable.signature))
-                .map_err(|e| ServeError::invalid(format!("cannot encode signature: {e}")))?;
-            Ok(GetModelMetadataResponse {
-                model_spec: answered_spec(servable.model.clone(), servable.version),
-                metadata: HashMap::from([("signature_def".to_string(), any)]),
+        handling
+            .grpc(async {
+                let (model, version, _) = model_spec(request.model_spec)?;
+                if request.metadata_field.iter().any(|f| f != "signature_def")
+                    || request.metadata_field.is_empty()
+                {
+                    return Err(ServeError::invalid(format!(
+                        "metadata_field must be [\"signature_def\"], got {:?}",
+                        request.metadata_field
+                    )));
+                }
+                let servable = self.registry.resolve(&model, &version)?;
+                let any = prost_types::Any::from_msg(&signature_def_map(&servable.signature))
+                    .map_err(|e| ServeError::invalid(format!("cannot encode signature: {e}")))?;
+                Ok(Answer::new(GetModelMetadataResponse {
+                    model_spec: answered_spec(servable.model.clone(), servable.version),
+                    metadata: HashMap::from([("signature_def".to_string(), any)]),
+                })
+                .by_version(servable.version))
             })
-        };
-        let work = async {
-            let result = run();
-            let version = result
-                .as_ref()
-                .ok()
-                .and_then(|r| answered_version(r.model_spec.as_ref()));
-            (result, version)
-        };
-        handled(
-            call("GetModelMetadata"),
-            Some((&name, &self.registry)),
-            span,
-            work,
-        )
-        .await
-        .map(Response::new)
-        .map_err(|e| to_status(&e))
+            .await
     }
 
     async fn classify(
         &self,
-        _: Request<ClassificationRequest>,
+        request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        Err(tf_example_unsupported("Classify"))
+        tf_example_unsupported("Classify", &request.get_ref().model_spec, &request).await
     }
 
     async fn regress(
         &self,
-        _: Request<RegressionRequest>,
+        request: Request<RegressionRequest>,
     ) -> Result<Response<RegressionResponse>, Status> {
-        Err(tf_example_unsupported("Regress"))
+        tf_example_unsupported("Regress", &request.get_ref().model_spec, &request).await
     }
 
     async fn multi_inference(
         &self,
-        _: Request<MultiInferenceRequest>,
+        request: Request<MultiInferenceRequest>,
     ) -> Result<Response<MultiInferenceResponse>, Status> {
-        Err(tf_example_unsupported("MultiInference"))
+        // Each of its tasks names a model of its own: the span names none.
+        tf_example_unsupported("MultiInference", &None, &request).await
     }
 }
 
@@ -321,29 +301,22 @@ impl ModelService for TfsGrpc {
         &self,
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
-        let span = spec_span("GetModelStatus", &request.get_ref().model_spec, &request);
+        let name = spec_name(&request.get_ref().model_spec);
+        let handling = handling("GetModelStatus", &name, &request).counted(TFS, &self.registry);
         let spec = request.into_inner().model_spec;
-        let model_name = spec_name(&spec);
-        let run = || {
-            let (name, selector, _) = model_spec(spec)?;
-            let model = self
-                .registry
-                .model(&name)
-                .ok_or(ServeError::ModelNotFound { model: name })?;
-            let only = status_filter(&model, &selector)?;
-            Ok(GetModelStatusResponse {
-                model_version_status: version_statuses(&model, only),
+        handling
+            .grpc(async {
+                let (name, selector, _) = model_spec(spec)?;
+                let model = self
+                    .registry
+                    .model(&name)
+                    .ok_or(ServeError::ModelNotFound { model: name })?;
+                let only = status_filter(&model, &selector)?;
+                Ok(Answer::new(GetModelStatusResponse {
+                    model_version_status: version_statuses(&model, only),
+                }))
             })
-        };
-        handled(
-            call("GetModelStatus"),
-            Some((&model_name, &self.registry)),
-            span,
-            async { (run(), None) },
-        )
-        .await
-        .map(Response::new)
-        .map_err(|e| to_status(&e))
+            .await
     }
 
     /// Really applies the config (the given list becomes the whole set of models) and answers
@@ -352,44 +325,27 @@ impl ModelService for TfsGrpc {
         &self,
         request: Request<ReloadConfigRequest>,
     ) -> Result<Response<ReloadConfigResponse>, Status> {
-        let config = request.into_inner().config.ok_or_else(|| {
-            to_status(&ServeError::invalid(
-                "ReloadConfigRequest.config is required",
-            ))
-        })?;
-        let reports = self
-            .manager
-            .send(EditConfig(Box::new(move |current| {
-                crate::config::tfs::from_model_server_config(config, current)
-                    .map_err(|e| e.to_string())
-            })))
-            .await
-            .map_err(|_| to_status(&ServeError::ShuttingDown))?
-            .map_err(|e| {
-                Status::invalid_argument(format!("config rejected, nothing changed: {e}"))
-            })?;
-        let failures: Vec<String> = reports
-            .iter()
-            .flat_map(|(model, r)| {
-                r.failed
-                    .iter()
-                    .map(move |(v, e)| format!("{model} version {v}: {e}"))
+        let handling = handling("HandleReloadConfigRequest", "", &request);
+        let config = request.into_inner().config;
+        handling
+            .grpc(async {
+                let config = config
+                    .ok_or_else(|| ServeError::invalid("ReloadConfigRequest.config is required"))?;
+                let reports = self
+                    .manager
+                    .send(EditConfig(Box::new(move |current| {
+                        crate::config::tfs::from_model_server_config(config, current)
+                            .map_err(|e| e.to_string())
+                    })))
+                    .await
+                    .map_err(|_| ServeError::ShuttingDown)?
+                    .map_err(|e| {
+                        ServeError::invalid(format!("config rejected, nothing changed: {e}"))
+                    })?;
+                Ok(Answer::new(ReloadConfigResponse {
+                    status: Some(reload_status(&reports)),
+                }))
             })
-            .collect();
-        let status = if failures.is_empty() {
-            StatusProto {
-                error_code: 0,
-                error_message: String::new(),
-            }
-        } else {
-            // tensorflow.error.Code UNKNOWN: the config is applied, some versions did not load.
-            StatusProto {
-                error_code: 2,
-                error_message: failures.join("; "),
-            }
-        };
-        Ok(Response::new(ReloadConfigResponse {
-            status: Some(status),
-        }))
+            .await
     }
 }

@@ -1,18 +1,17 @@
 //! TensorFlow Serving REST: `/v1/models/{m}[/versions/{v}|/labels/{l}][/metadata|:predict]`.
 
-use crate::api::handled::handled;
+use crate::api::handling::{Answer, Handling, TFS};
 use crate::api::json::threads as json_threads;
 use crate::api::rest::body::{give_memory_back, Body};
 use crate::api::rest::routes::method_not_allowed;
-use crate::api::status::{body_error, error_response, http_status};
+use crate::api::status::{body_error, http_status};
 use crate::api::tfs::codec::tf_dtype;
 use crate::api::tfs::grpc::{
     check_signature_name, status_filter, version_statuses, DEFAULT_SIGNATURE,
 };
 use crate::api::tfs::json::{decode_predict, encode_predict, PredictResponse};
-use crate::api::trace::{http_traceparent, request_span};
+use crate::api::trace::http_traceparent;
 use crate::error::{Clip, ServeError};
-use crate::metrics::Call;
 use crate::proto::tensorflow::serving::model_version_status::State;
 use crate::serving::registry::{ModelStatus, Registry, VersionSelector};
 use crate::serving::request::{infer_resolved, InferRequest};
@@ -194,70 +193,65 @@ pub async fn models(
         Ok(Action::Predict) | Err(_) => "Predict",
     };
     let model = parsed.as_ref().map_or("", |p| p.model.as_str());
-    let span = request_span(method, model, http_traceparent(&request), None);
-    let call = Call {
-        api: "TensorFlowServing",
-        interface: "REST",
-        method,
-    };
+    let mut handling = Handling::new(method, model, http_traceparent(&request), None);
     // A path that names no model is answered but not counted.
-    let counted = parsed
-        .as_ref()
-        .ok()
-        .map(|path| (path.model.as_str(), &***registry));
-    let result = handled(call, counted, span, async {
-        let mut answered = None;
-        let result = async {
-            let path = parsed.as_ref().map_err(Clone::clone)?;
-            // The method was checked against the action above.
-            match path.action {
-                Action::Status => status_json(&registry, path).map(Reply::Json),
-                Action::Metadata => {
-                    let servable = registry.resolve(&path.model, &path.version)?;
-                    answered = Some(servable.version);
-                    Ok(Reply::Json(metadata_json(
-                        &servable.model,
-                        servable.version,
-                        &servable.signature,
-                    )))
+    if parsed.is_ok() {
+        handling = handling.counted(TFS, &registry);
+    }
+    let response = handling
+        .rest(
+            async {
+                let path = parsed.as_ref().map_err(Clone::clone)?;
+                // The method was checked against the action above.
+                match path.action {
+                    Action::Status => {
+                        status_json(&registry, path).map(|s| Answer::new(Reply::Json(s)))
+                    }
+                    Action::Metadata => {
+                        let servable = registry.resolve(&path.model, &path.version)?;
+                        let metadata =
+                            metadata_json(&servable.model, servable.version, &servable.signature);
+                        Ok(Answer::new(Reply::Json(metadata)).by_version(servable.version))
+                    }
+                    Action::Predict => predict(&registry, path, body).await,
                 }
-                Action::Predict => {
-                    let servable = registry.resolve(&path.model, &path.version)?;
-                    // Decoding a large JSON body takes long: off the REST threads (and at a lower
-                    // priority), so they keep answering other connections meanwhile.
-                    let decoding = servable.clone();
-                    let (inputs, format, signature_name) =
-                        json_threads::decode(body_len, move || {
-                            decode_predict(&body, &decoding.model, &decoding.signature)
-                        })
-                        .await
-                        .ok_or_else(|| {
-                            ServeError::invalid("cannot decode the body: its decoding failed")
-                        })??;
-                    check_signature_name(signature_name.as_deref().unwrap_or(""))?;
-                    let request = InferRequest {
-                        model: path.model.clone(),
-                        version: path.version.clone(),
-                        inputs,
-                        output_filter: Vec::new(),
-                    };
-                    let answer = infer_resolved(&registry, servable, request).await?;
-                    answered = Some(answer.version);
-                    Ok(Reply::Predict(encode_predict(format, answer.outputs)))
-                }
-            }
-        }
+            },
+            |reply| match reply {
+                Reply::Json(body) => HttpResponse::Ok().json(body),
+                Reply::Predict(body) => HttpResponse::Ok().json(body),
+            },
+        )
         .await;
-        (result, answered)
-    })
-    .await;
-    let response = match result {
-        Ok(Reply::Json(body)) => HttpResponse::Ok().json(body),
-        Ok(Reply::Predict(body)) => HttpResponse::Ok().json(body),
-        Err(e) => error_response(&e),
-    };
     give_memory_back(body_len).await;
     response
+}
+
+/// `:predict`: the body decoded against the model's signature, the inference, the outputs in
+/// the request's format.
+async fn predict(
+    registry: &Arc<Registry>,
+    path: &ModelPath,
+    body: web::Bytes,
+) -> Result<Answer<Reply>, ServeError> {
+    let servable = registry.resolve(&path.model, &path.version)?;
+    // Decoding a large JSON body takes long: off the REST threads (and at a lower priority), so
+    // they keep answering other connections meanwhile.
+    let decoding = servable.clone();
+    let (inputs, format, signature_name) = json_threads::decode(body.len(), move || {
+        decode_predict(&body, &decoding.model, &decoding.signature)
+    })
+    .await
+    .ok_or_else(|| ServeError::invalid("cannot decode the body: its decoding failed"))??;
+    check_signature_name(signature_name.as_deref().unwrap_or(""))?;
+    let request = InferRequest {
+        model: path.model.clone(),
+        version: path.version.clone(),
+        inputs,
+        output_filter: Vec::new(),
+    };
+    let answer = infer_resolved(registry, servable, request).await?;
+    let version = answer.version;
+    Ok(Answer::new(Reply::Predict(encode_predict(format, answer.outputs))).by_version(version))
 }
 
 /// Any other path: a JSON 404, like TF Serving.
