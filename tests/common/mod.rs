@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+pub mod load;
 
 /// Every test server listens on ephemeral ports of the loopback interface.
 pub const LOOPBACK: [&str; 8] = [
