@@ -1,22 +1,20 @@
-//! TF Serving gRPC against the real server and real OpenVINO models.
+//! TF Serving gRPC against the real server and real OpenVINO models: results, concurrency, the
+//! queue bound, SIGTERM, a missing runtime, reshape at load. Error rows, metadata and status on
+//! the fake backend: tests/protocols_fake/tfs_grpc.rs.
 
 mod common;
 
 use bytes::Bytes;
-use common::{reference, spec, statuses, Repo, Server};
+use common::values::f32_bytes;
+use common::{reference, spec, Repo, Server};
 use openvino::ElementType;
 use prost::Message;
 use tonic::Code;
 use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::{
-    model_spec::VersionChoice, ClassificationRequest, GetModelMetadataRequest,
-    GetModelStatusRequest, ModelSpec, PredictRequest, SignatureDefMap,
+    model_spec::VersionChoice, GetModelMetadataRequest, PredictRequest, SignatureDefMap,
 };
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
-}
 
 fn content(dtype: Tf, shape: &[i64], bytes: Vec<u8>) -> TensorProto {
     TensorProto {
@@ -218,185 +216,6 @@ async fn outputs_match_openvino_run_directly() {
         let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
         assert_eq!(got, vec![1.0 + add; 10], "version {version:?}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_error_row_has_its_code_and_message() {
-    let repo = all_models();
-    let server = Server::with_config(&repo, &[]);
-    server.wait_loaded();
-    let mut client = server.predict_client().await;
-    let x = || content(Tf::DtFloat, &[1, 10], f32_bytes(&[0.0; 10]));
-    let cases: Vec<(PredictRequest, Code, &str)> = vec![
-        (
-            request("nope", None, vec![("x", x())]),
-            Code::NotFound,
-            "Model with requested name is not found: nope",
-        ),
-        (
-            request("add", Some(7), vec![("x", x())]),
-            Code::NotFound,
-            "Model with requested version is not found: model add, version 7",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 11], f32_bytes(&[0.0; 11])))],
-            ),
-            Code::InvalidArgument,
-            "Invalid input shape - Expected: (1,10); Actual: (1,11); input name: x",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtInt32, &[1, 10], vec![0; 40]))],
-            ),
-            Code::InvalidArgument,
-            "Invalid input precision - Expected: FP32; Actual: INT32; input name: x",
-        ),
-        (
-            request(
-                "two_io",
-                None,
-                vec![("a", content(Tf::DtFloat, &[1, 4], vec![0; 16]))],
-            ),
-            Code::InvalidArgument,
-            "Expected input: b",
-        ),
-        (
-            request("add", None, vec![("x", x()), ("z", x())]),
-            Code::InvalidArgument,
-            "Unexpected input name: z",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 39]))],
-            ),
-            Code::InvalidArgument,
-            "Expected: 40 bytes; Actual: 39 bytes; input name: x",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 44]))],
-            ),
-            Code::InvalidArgument,
-            "Expected: 40 bytes; Actual: 44 bytes",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1 << 40, 1 << 40], vec![0; 40]))],
-            ),
-            Code::InvalidArgument,
-            "overflows",
-        ),
-        (
-            request("broken", None, vec![("x", x())]),
-            Code::NotFound,
-            "Model has no available version: model broken",
-        ),
-    ];
-    for (req, code, message) in cases {
-        let status = client.predict(req).await.expect_err(message);
-        assert_eq!(status.code(), code, "{}", status.message());
-        assert!(
-            status.message().contains(message),
-            "{:?} does not contain {message:?}",
-            status.message()
-        );
-    }
-    let mut bad_filter = request("add", None, vec![("x", x())]);
-    bad_filter.output_filter = vec!["nope".into()];
-    assert_eq!(
-        client.predict(bad_filter).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-    let status = client
-        .classify(ClassificationRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("Predict"));
-    // The server still serves after all of that.
-    assert!(client
-        .predict(request("add", None, vec![("x", x())]))
-        .await
-        .is_ok());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_and_status() {
-    let repo = all_models();
-    let server = Server::with_config(&repo, &[]);
-    server.wait_loaded();
-    let mut client = server.predict_client().await;
-    let meta = client
-        .get_model_metadata(GetModelMetadataRequest {
-            model_spec: spec("dynamic", None),
-            metadata_field: vec!["signature_def".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let any = &meta.metadata["signature_def"];
-    assert_eq!(
-        any.type_url,
-        "type.googleapis.com/tensorflow.serving.SignatureDefMap"
-    );
-    let map = SignatureDefMap::decode(any.value.as_slice()).unwrap();
-    let def = &map.signature_def["serving_default"];
-    assert_eq!(def.inputs["x"].dtype, Tf::DtFloat as i32);
-    assert_eq!(def.inputs["x"].tensor_shape, Some(shape_proto(&[-1i64, 8])));
-    assert_eq!(
-        def.outputs["y"].tensor_shape,
-        Some(shape_proto(&[-1i64, 8]))
-    );
-    assert_eq!(def.method_name, "tensorflow/serving/predict");
-
-    assert_eq!(statuses(&server, "add").await, vec![(1, 30), (2, 30)]);
-    let mut models = server.model_client().await;
-    let broken = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: spec("broken", None),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let status = &broken.model_version_status[0];
-    assert_eq!((status.version, status.state), (1, 50));
-    let error = status.status.as_ref().unwrap();
-    assert_ne!(error.error_code, 0);
-    assert!(
-        error.error_message.contains("model.xml"),
-        "{}",
-        error.error_message
-    );
-    let one = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: Some(ModelSpec {
-                name: "add".into(),
-                signature_name: String::new(),
-                version_choice: Some(VersionChoice::Version(1)),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(one.model_version_status.len(), 1);
-    let missing = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: spec("nope", None),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,6 +4,8 @@
 
 pub mod in_process;
 pub mod load;
+pub mod rest;
+pub mod values;
 
 /// Every test server listens on ephemeral ports of the loopback interface.
 pub const LOOPBACK: [&str; 8] = [
