@@ -18,7 +18,8 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::requests::tensor;
+use common::values::f32_bytes;
 use common::{eventually, load, Repo, Server};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -31,7 +32,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::file_system_storage_path_source_config::{
     servable_version_policy::{Latest, PolicyChoice},
     ServableVersionPolicy,
@@ -44,7 +44,7 @@ use vinoserve::proto::tensorflow::serving::{
     model_server_config, GetModelStatusRequest, ModelConfig, ModelConfigList, ModelServerConfig,
     ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse, ReloadConfigRequest,
 };
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const START: i32 = State::Start as i32;
 const AVAILABLE: i32 = State::Available as i32;
@@ -454,12 +454,7 @@ fn predict_request(client: &Client, x: &[f32]) -> PredictRequest {
         Target::Version(v) => Some(VersionChoice::Version(*v)),
         Target::Label(l) => Some(VersionChoice::VersionLabel(l.to_string())),
     };
-    let tensor = TensorProto {
-        dtype: Tf::DtFloat as i32,
-        tensor_shape: Some(shape_proto(&[1i64, 10])),
-        tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(x).to_vec()),
-        ..Default::default()
-    };
+    let tensor = tensor(Tf::DtFloat, &[1i64, 10], f32_bytes(x));
     PredictRequest {
         model_spec: Some(ModelSpec {
             name: client.model.to_string(),

@@ -12,7 +12,8 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::requests::tensor;
+use common::values::f32_bytes;
 use common::{load, Repo, Server};
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -24,14 +25,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::model_infer_request::InferInputTensor;
 use vinoserve::proto::inference::{InferTensorContents, ModelInferRequest};
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest};
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const TEMPLATE: &str = include_str!("../deploy/nginx/vinoserve.conf.template");
 /// Answers each client must have from each instance before the SIGTERM, and from the
@@ -303,12 +303,7 @@ fn failed(status: tonic::Status) -> Outcome {
 }
 
 async fn grpc_tfs(client: &mut PredictionServiceClient<Channel>, x: &[f32]) -> Outcome {
-    let tensor = TensorProto {
-        dtype: Tf::DtFloat as i32,
-        tensor_shape: Some(shape_proto(&[1i64, 10])),
-        tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(x).to_vec()),
-        ..Default::default()
-    };
+    let tensor = tensor(Tf::DtFloat, &[1i64, 10], f32_bytes(x));
     let mut request = tonic::Request::new(PredictRequest {
         model_spec: Some(ModelSpec {
             name: "add".into(),

@@ -9,7 +9,8 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::requests::tensor;
+use common::values::f32_bytes;
 use common::{load, Repo, Server};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -19,11 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const ROWS: usize = 32;
 const WIDTH: usize = 1024;
@@ -34,12 +34,7 @@ fn request(model: &str) -> PredictRequest {
         model_spec: common::spec(model, None),
         inputs: HashMap::from([(
             "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[ROWS as i64, WIDTH as i64])),
-                tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(&x).to_vec()),
-                ..Default::default()
-            },
+            tensor(Tf::DtFloat, &[ROWS as i64, WIDTH as i64], f32_bytes(&x)),
         )]),
         ..Default::default()
     }

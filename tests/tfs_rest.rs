@@ -5,29 +5,12 @@
 
 mod common;
 
-use common::rest::{error_message, Rest};
+use common::rest::{big_columnar, error_message, Rest};
 use common::values::f32_bytes;
-use common::{reference, spec, Repo, Server};
+use common::{reference, Repo, Server, ADD_WITH_LABEL};
 use openvino::ElementType;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use vinoserve::proto::tensorflow::serving::GetModelStatusRequest;
-
-fn all_models() -> Repo {
-    Repo::new(&[
-        ("identity", ""),
-        (
-            "add",
-            r#""model_version_policy": {"all": {}}, "version_labels": {"stable": 1}"#,
-        ),
-        ("two_io", ""),
-        ("int64", ""),
-        ("half", ""),
-        ("uint8", ""),
-        ("dynamic", ""),
-        ("broken", ""),
-    ])
-}
 
 /// A started server and a REST client of it.
 struct Started {
@@ -93,7 +76,7 @@ fn fill(n: usize, v: f32) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_and_columnar_predict_match_openvino_run_directly() {
-    let repo = all_models();
+    let repo = Repo::protocol_fixtures(ADD_WITH_LABEL, &[]);
     let Started {
         server: _server,
         rest,
@@ -175,7 +158,7 @@ async fn row_and_columnar_predict_match_openvino_run_directly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integer_half_and_dynamic_models_in_both_formats() {
-    let repo = all_models();
+    let repo = Repo::protocol_fixtures(ADD_WITH_LABEL, &[]);
     let Started {
         server: _server,
         rest,
@@ -218,7 +201,7 @@ async fn integer_half_and_dynamic_models_in_both_formats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_model_reports_end_and_others_keep_serving() {
-    let repo = all_models();
+    let repo = Repo::protocol_fixtures(ADD_WITH_LABEL, &[]);
     let Started { server, rest } = start(&repo, &[]);
     let (status, body) = rest.tfs_get("/v1/models/broken").await;
     assert_eq!(status, StatusCode::OK);
@@ -234,24 +217,8 @@ async fn broken_model_reports_end_and_others_keep_serving() {
     assert!(message.contains("model.xml"), "{message}");
     // The same over gRPC GetModelStatus (END is 50; the rest of its answers:
     // tests/protocols_fake/tfs_grpc.rs).
-    let broken = server
-        .model_client()
-        .await
-        .get_model_status(GetModelStatusRequest {
-            model_spec: spec("broken", None),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let status = &broken.model_version_status[0];
-    assert_eq!((status.version, status.state), (1, 50));
-    let error = status.status.as_ref().unwrap();
-    assert_ne!(error.error_code, 0);
-    assert!(
-        error.error_message.contains("model.xml"),
-        "{}",
-        error.error_message
-    );
+    let error = common::load_error(server.grpc_url(), "broken").await;
+    assert!(error.contains("model.xml"), "{error}");
 
     let (status, body) = rest
         .predict("broken", &json!({"instances": [fill(10, 0.0)]}))
@@ -264,14 +231,6 @@ async fn broken_model_reports_end_and_others_keep_serving() {
         .predict_ok("identity", &json!({"instances": [fill(10, 2.0)]}))
         .await;
     assert_eq!(f32s(&answer["predictions"]), fill(10, 2.0));
-}
-
-fn big_columnar(rows: usize) -> (String, Vec<f32>) {
-    let x: Vec<f32> = (0..rows * 8)
-        .map(|i| (i % 1000) as f32 * 0.25 - 100.0)
-        .collect();
-    let nested: Vec<&[f32]> = x.chunks(8).collect();
-    (json!({"inputs": nested}).to_string(), x)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

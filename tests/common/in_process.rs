@@ -113,6 +113,15 @@ pub fn fixture(name: &'static str) -> FakeModel {
     }
 }
 
+/// [`super::PROTOCOL_FIXTURES`] but those `without` names, `add` with `add_config`.
+pub fn protocol_fixtures(add_config: &'static str, without: &[&str]) -> Vec<FakeModel> {
+    super::PROTOCOL_FIXTURES
+        .into_iter()
+        .filter(|name| !without.contains(name))
+        .map(|name| fixture(name).config(if name == "add" { add_config } else { "" }))
+        .collect()
+}
+
 impl InProcess {
     /// Serves `models` (name, versions on disk) with the server's flags plus `extra`, and
     /// returns once the initial load has finished.

@@ -57,6 +57,16 @@ impl Answer {
     }
 }
 
+/// A TFS columnar body of `rows` rows of 8 floats for the `dynamic` fixture (`x: [-1, 8]`), and
+/// the floats: a body of any size.
+pub fn big_columnar(rows: usize) -> (String, Vec<f32>) {
+    let x: Vec<f32> = (0..rows * 8)
+        .map(|i| (i % 1000) as f32 * 0.25 - 100.0)
+        .collect();
+    let nested: Vec<&[f32]> = x.chunks(8).collect();
+    (serde_json::json!({"inputs": nested}).to_string(), x)
+}
+
 /// The message of a TFS error body, which is exactly `{"error": "..."}`.
 pub fn error_message(body: &Value) -> &str {
     let object = body.as_object().expect("error body is an object");

@@ -1,5 +1,19 @@
 //! Tensor values as bytes and back (little-endian, as every wire format here carries them).
 
+/// Floats that a lossy path would change: -0.0, a denormal, infinity, 0.1, a large value.
+pub const AWKWARD_F32: [f32; 10] = [
+    -0.0,
+    1e-40,
+    f32::INFINITY,
+    3.5,
+    -2.25,
+    0.1,
+    7.0,
+    8.0,
+    9.0,
+    1e30,
+];
+
 pub fn le_bytes<T: bytemuck::Pod>(values: &[T]) -> Vec<u8> {
     bytemuck::cast_slice(values).to_vec()
 }

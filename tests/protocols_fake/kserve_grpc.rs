@@ -1,76 +1,29 @@
 //! KServe v2 gRPC: server and model health, metadata, and every inference error with its code
 //! and message (moved from tests/kserve.rs, which keeps what needs OpenVINO).
 
-use crate::common::in_process::{fixture, FakeModel, InProcess};
+use crate::common::in_process::{protocol_fixtures, InProcess};
+use crate::common::requests::{infer, input, with_contents};
 use crate::common::values::le_bytes;
-use bytes::Bytes;
+use crate::common::ADD_ALL_VERSIONS;
 use std::collections::HashMap;
 use tonic::transport::Channel;
 use tonic::Code;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
-use vinoserve::proto::inference::model_infer_request::{
-    InferInputTensor, InferRequestedOutputTensor,
-};
+use vinoserve::proto::inference::model_infer_request::InferRequestedOutputTensor;
 use vinoserve::proto::inference::{
-    InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
-    ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
+    ModelInferRequest, ModelMetadataRequest, ModelReadyRequest, ServerLiveRequest,
+    ServerMetadataRequest, ServerReadyRequest,
 };
 
 /// The fixtures tests/kserve.rs serves, on the fake backend.
 pub fn served_fixtures() -> InProcess {
-    let models: Vec<FakeModel> = [
-        "identity", "add", "two_io", "int64", "half", "uint8", "dynamic",
-    ]
-    .into_iter()
-    .map(|name| match name {
-        "add" => fixture(name).config(r#""model_version_policy": {"all": {}}"#),
-        _ => fixture(name),
-    })
-    .collect();
-    InProcess::serve(&models, &[])
+    InProcess::serve(&protocol_fixtures(ADD_ALL_VERSIONS, &["broken"]), &[])
 }
 
 pub async fn kserve_client(server: &InProcess) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::connect(server.grpc_url())
         .await
         .unwrap()
-}
-
-fn input(name: &str, datatype: &str, shape: &[i64]) -> InferInputTensor {
-    InferInputTensor {
-        name: name.into(),
-        datatype: datatype.into(),
-        shape: shape.to_vec(),
-        parameters: HashMap::new(),
-        contents: None,
-    }
-}
-
-fn with_contents(
-    mut t: InferInputTensor,
-    fill: impl FnOnce(&mut InferTensorContents),
-) -> InferInputTensor {
-    let mut contents = InferTensorContents::default();
-    fill(&mut contents);
-    t.contents = Some(contents);
-    t
-}
-
-fn infer_request(
-    model: &str,
-    version: &str,
-    inputs: Vec<InferInputTensor>,
-    raw: Vec<Vec<u8>>,
-) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: model.into(),
-        model_version: version.into(),
-        id: String::new(),
-        parameters: HashMap::new(),
-        inputs,
-        outputs: vec![],
-        raw_input_contents: raw.into_iter().map(Bytes::from).collect(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,12 +148,12 @@ async fn grpc_infer_errors() {
     let typed = || with_contents(x(), |c| c.fp32_contents = vec![0.0; 10]);
     let cases: Vec<(ModelInferRequest, Code, &str)> = vec![
         (
-            infer_request("add", "", vec![typed()], vec![le_bytes(&[0f32; 10])]),
+            infer("add", "", vec![typed()], vec![le_bytes(&[0f32; 10])]),
             Code::InvalidArgument,
             "both typed contents and raw_input_contents",
         ),
         (
-            infer_request(
+            infer(
                 "two_io",
                 "",
                 vec![input("a", "FP32", &[1, 4]), input("b", "FP32", &[1, 4])],
@@ -210,7 +163,7 @@ async fn grpc_infer_errors() {
             "raw_input_contents has 1 entries for 2 inputs",
         ),
         (
-            infer_request(
+            infer(
                 "add",
                 "",
                 vec![input("x", "FP32", &[1, -10])],
@@ -220,7 +173,7 @@ async fn grpc_infer_errors() {
             "negative dimension -10; input name: x",
         ),
         (
-            infer_request(
+            infer(
                 "add",
                 "",
                 vec![input("x", "FP32", &[1 << 40, 1 << 40])],
@@ -230,7 +183,7 @@ async fn grpc_infer_errors() {
             "overflows",
         ),
         (
-            infer_request(
+            infer(
                 "half",
                 "",
                 vec![with_contents(input("x", "FP16", &[1, 4]), |c| {
@@ -242,7 +195,7 @@ async fn grpc_infer_errors() {
             "FP16 has no typed contents field",
         ),
         (
-            infer_request(
+            infer(
                 "add",
                 "",
                 vec![input("x", "INT32", &[1, 10])],
@@ -252,12 +205,12 @@ async fn grpc_infer_errors() {
             "Invalid input precision - Expected: FP32; Actual: INT32; input name: x",
         ),
         (
-            infer_request("add", "", vec![x()], vec![vec![0; 39]]),
+            infer("add", "", vec![x()], vec![vec![0; 39]]),
             Code::InvalidArgument,
             "Expected: 40 bytes; Actual: 39 bytes; input name: x",
         ),
         (
-            infer_request(
+            infer(
                 "add",
                 "",
                 vec![with_contents(x(), |c| c.fp32_contents = vec![0.0; 9])],
@@ -267,7 +220,7 @@ async fn grpc_infer_errors() {
             "Invalid number of values in fp32_contents - Expected: 10; Actual: 9",
         ),
         (
-            infer_request(
+            infer(
                 "add",
                 "",
                 vec![input("x", "FLOAT32", &[1, 10])],
@@ -277,17 +230,17 @@ async fn grpc_infer_errors() {
             "Unsupported datatype \"FLOAT32\"",
         ),
         (
-            infer_request("add", "two", vec![typed()], vec![]),
+            infer("add", "two", vec![typed()], vec![]),
             Code::InvalidArgument,
             "Invalid model version \"two\"",
         ),
         (
-            infer_request("add", "7", vec![typed()], vec![]),
+            infer("add", "7", vec![typed()], vec![]),
             Code::NotFound,
             "model add, version 7",
         ),
         (
-            infer_request("nope", "", vec![typed()], vec![]),
+            infer("nope", "", vec![typed()], vec![]),
             Code::NotFound,
             "Model with requested name is not found: nope",
         ),
@@ -301,7 +254,7 @@ async fn grpc_infer_errors() {
             status.message()
         );
     }
-    let mut unknown_output = infer_request("add", "", vec![typed()], vec![]);
+    let mut unknown_output = infer("add", "", vec![typed()], vec![]);
     unknown_output.outputs = vec![InferRequestedOutputTensor {
         name: "z".into(),
         parameters: HashMap::new(),

@@ -15,7 +15,7 @@ mod tfs_grpc;
 mod tfs_rest;
 
 use bytes::Bytes;
-use common::in_process::{fixture, FakeModel, InProcess};
+use common::in_process::{protocol_fixtures, InProcess};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use tonic::Code;
@@ -29,16 +29,7 @@ use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
 /// The fixtures the real-model protocol tests serve, `add` with `add_config`, on the fake
 /// backend.
 fn all_fixtures(add_config: &'static str) -> InProcess {
-    let models: Vec<FakeModel> = [
-        "identity", "add", "two_io", "int64", "half", "uint8", "dynamic", "broken",
-    ]
-    .into_iter()
-    .map(|name| match name {
-        "add" => fixture(name).config(add_config),
-        _ => fixture(name),
-    })
-    .collect();
-    InProcess::serve(&models, &[])
+    InProcess::serve(&protocol_fixtures(add_config, &[]), &[])
 }
 
 fn predict(model: &str, version: Option<i64>, dtype: Tf, content: &[u8]) -> PredictRequest {

@@ -2,41 +2,19 @@
 //! tests/tfs_grpc.rs, which keeps what needs OpenVINO).
 
 use crate::all_fixtures;
+use crate::common::requests::{predict, tensor};
 use crate::common::values::f32_bytes;
-use crate::common::{dims_of, spec};
-use bytes::Bytes;
-use prost::Message;
+use crate::common::ADD_ALL_VERSIONS;
+use crate::common::{dims_of, load_error, signature_def, spec};
 use tonic::Code;
 use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::{
-    model_spec::VersionChoice, ClassificationRequest, GetModelMetadataRequest,
-    GetModelStatusRequest, ModelSpec, PredictRequest, SignatureDefMap,
+    model_spec::VersionChoice, ClassificationRequest, GetModelStatusRequest, ModelSpec,
+    PredictRequest,
 };
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
-
-const ADD_ALL_VERSIONS: &str = r#""model_version_policy": {"all": {}}"#;
-
-fn content(dtype: Tf, shape: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dtype: dtype as i32,
-        tensor_shape: Some(shape_proto(shape)),
-        tensor_content: Bytes::from(bytes),
-        ..Default::default()
-    }
-}
-
-fn request(model: &str, version: Option<i64>, inputs: Vec<(&str, TensorProto)>) -> PredictRequest {
-    PredictRequest {
-        model_spec: spec(model, version),
-        inputs: inputs
-            .into_iter()
-            .map(|(n, t)| (n.to_string(), t))
-            .collect(),
-        ..Default::default()
-    }
-}
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_row_has_its_code_and_message() {
@@ -44,79 +22,79 @@ async fn every_error_row_has_its_code_and_message() {
     let mut client = PredictionServiceClient::connect(server.grpc_url())
         .await
         .unwrap();
-    let x = || content(Tf::DtFloat, &[1, 10], f32_bytes(&[0f32; 10]));
+    let x = || tensor(Tf::DtFloat, &[1, 10], f32_bytes(&[0f32; 10]));
     let cases: Vec<(PredictRequest, Code, &str)> = vec![
         (
-            request("nope", None, vec![("x", x())]),
+            predict("nope", None, vec![("x", x())]),
             Code::NotFound,
             "Model with requested name is not found: nope",
         ),
         (
-            request("add", Some(7), vec![("x", x())]),
+            predict("add", Some(7), vec![("x", x())]),
             Code::NotFound,
             "Model with requested version is not found: model add, version 7",
         ),
         (
-            request(
+            predict(
                 "add",
                 None,
-                vec![("x", content(Tf::DtFloat, &[1, 11], f32_bytes(&[0f32; 11])))],
+                vec![("x", tensor(Tf::DtFloat, &[1, 11], f32_bytes(&[0f32; 11])))],
             ),
             Code::InvalidArgument,
             "Invalid input shape - Expected: (1,10); Actual: (1,11); input name: x",
         ),
         (
-            request(
+            predict(
                 "add",
                 None,
-                vec![("x", content(Tf::DtInt32, &[1, 10], vec![0; 40]))],
+                vec![("x", tensor(Tf::DtInt32, &[1, 10], vec![0; 40]))],
             ),
             Code::InvalidArgument,
             "Invalid input precision - Expected: FP32; Actual: INT32; input name: x",
         ),
         (
-            request(
+            predict(
                 "two_io",
                 None,
-                vec![("a", content(Tf::DtFloat, &[1, 4], vec![0; 16]))],
+                vec![("a", tensor(Tf::DtFloat, &[1, 4], vec![0; 16]))],
             ),
             Code::InvalidArgument,
             "Expected input: b",
         ),
         (
-            request("add", None, vec![("x", x()), ("z", x())]),
+            predict("add", None, vec![("x", x()), ("z", x())]),
             Code::InvalidArgument,
             "Unexpected input name: z",
         ),
         (
-            request(
+            predict(
                 "add",
                 None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 39]))],
+                vec![("x", tensor(Tf::DtFloat, &[1, 10], vec![0; 39]))],
             ),
             Code::InvalidArgument,
             "Expected: 40 bytes; Actual: 39 bytes; input name: x",
         ),
         (
-            request(
+            predict(
                 "add",
                 None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 44]))],
+                vec![("x", tensor(Tf::DtFloat, &[1, 10], vec![0; 44]))],
             ),
             Code::InvalidArgument,
             "Expected: 40 bytes; Actual: 44 bytes",
         ),
         (
-            request(
+            predict(
                 "add",
                 None,
-                vec![("x", content(Tf::DtFloat, &[1 << 40, 1 << 40], vec![0; 40]))],
+                vec![("x", tensor(Tf::DtFloat, &[1 << 40, 1 << 40], vec![0; 40]))],
             ),
             Code::InvalidArgument,
             "overflows",
         ),
         (
-            request("broken", None, vec![("x", x())]),
+            predict("broken", None, vec![("x", x())]),
             Code::NotFound,
             "Model has no available version: model broken",
         ),
@@ -130,7 +108,7 @@ async fn every_error_row_has_its_code_and_message() {
             status.message()
         );
     }
-    let mut bad_filter = request("add", None, vec![("x", x())]);
+    let mut bad_filter = predict("add", None, vec![("x", x())]);
     bad_filter.output_filter = vec!["nope".into()];
     assert_eq!(
         client.predict(bad_filter).await.unwrap_err().code(),
@@ -144,7 +122,7 @@ async fn every_error_row_has_its_code_and_message() {
     assert!(status.message().contains("Predict"));
     // The server still serves after all of that.
     let answer = client
-        .predict(request("add", None, vec![("x", x())]))
+        .predict(predict("add", None, vec![("x", x())]))
         .await
         .unwrap()
         .into_inner();
@@ -157,20 +135,11 @@ async fn metadata_and_status() {
     let mut client = PredictionServiceClient::connect(server.grpc_url())
         .await
         .unwrap();
-    let meta = client
-        .get_model_metadata(GetModelMetadataRequest {
-            model_spec: spec("dynamic", None),
-            metadata_field: vec!["signature_def".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let any = &meta.metadata["signature_def"];
+    let (type_url, map) = signature_def(&mut client, "dynamic").await;
     assert_eq!(
-        any.type_url,
+        type_url,
         "type.googleapis.com/tensorflow.serving.SignatureDefMap"
     );
-    let map = SignatureDefMap::decode(any.value.as_slice()).unwrap();
     let def = &map.signature_def["serving_default"];
     assert_eq!(def.inputs["x"].dtype, Tf::DtFloat as i32);
     assert_eq!(def.inputs["x"].tensor_shape, Some(shape_proto(&[-1i64, 8])));
@@ -198,20 +167,8 @@ async fn metadata_and_status() {
         .collect();
     assert_eq!(states, vec![(1, 30), (2, 30)]);
     // The load error in the status (the real runtime's text: tests/tfs_rest.rs).
-    let broken = models
-        .get_model_status(status("broken", None))
-        .await
-        .unwrap()
-        .into_inner();
-    let state = &broken.model_version_status[0];
-    assert_eq!((state.version, state.state), (1, 50));
-    let error = state.status.as_ref().unwrap();
-    assert_ne!(error.error_code, 0);
-    assert!(
-        error.error_message.contains("FAIL"),
-        "{}",
-        error.error_message
-    );
+    let error = load_error(server.grpc_url(), "broken").await;
+    assert!(error.contains("FAIL"), "{error}");
     let one = models
         .get_model_status(GetModelStatusRequest {
             model_spec: Some(ModelSpec {

@@ -4,11 +4,10 @@
 
 use crate::all_fixtures;
 use crate::common::in_process::{fixture, InProcess};
-use crate::common::rest::{error_message, Rest};
+use crate::common::rest::{big_columnar, error_message, Rest};
+use crate::common::ADD_WITH_LABEL;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-const ADD_CONFIG: &str = r#""model_version_policy": {"all": {}}, "version_labels": {"stable": 1}"#;
 
 /// `n` copies of `v`: one row for `json!` (which cannot take `[v; n]`).
 fn fill(n: usize, v: f32) -> Vec<f32> {
@@ -25,7 +24,7 @@ fn f32s(v: &Value) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_and_labels_select_what_they_name() {
-    let server = all_fixtures(ADD_CONFIG);
+    let server = all_fixtures(ADD_WITH_LABEL);
     let rest = Rest::new(server.rest_url(""));
     let body = json!({"instances": [fill(10, 1.0)]});
     for (target, add) in [
@@ -63,7 +62,7 @@ async fn versions_and_labels_select_what_they_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_metadata_bodies_match_tf_serving() {
-    let server = all_fixtures(ADD_CONFIG);
+    let server = all_fixtures(ADD_WITH_LABEL);
     let rest = Rest::new(server.rest_url(""));
     let ok = json!({"error_code": "OK", "error_message": ""});
     let available = |v: &str| json!({"version": v, "state": "AVAILABLE", "status": ok});
@@ -124,7 +123,7 @@ const PRECISION: &str = "Invalid input precision - Expected: FP32; Actual: BYTES
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_row_has_its_status_and_json_message() {
-    let server = all_fixtures(ADD_CONFIG);
+    let server = all_fixtures(ADD_WITH_LABEL);
     let rest = Rest::new(server.rest_url(""));
     let zeros = |n| json!({"instances": [fill(n, 0.0)]});
     // `:predict` bodies: (model path, body, HTTP status, what the error message contains).
@@ -261,12 +260,4 @@ async fn body_over_max_message_size_is_refused_with_a_json_error() {
         .await
         .tfs();
     assert_eq!(status, StatusCode::OK);
-}
-
-fn big_columnar(rows: usize) -> (String, Vec<f32>) {
-    let x: Vec<f32> = (0..rows * 8)
-        .map(|i| (i % 1000) as f32 * 0.25 - 100.0)
-        .collect();
-    let nested: Vec<&[f32]> = x.chunks(8).collect();
-    (json!({"inputs": nested}).to_string(), x)
 }
