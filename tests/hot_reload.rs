@@ -12,9 +12,11 @@
 //! retired (as TF Serving does): such clients may see their answers turn into NOT_FOUND, and
 //! nothing else. Unversioned clients must never fail while some version can serve.
 //!
-//! Waiting is done by polling with deadlines. A fixed wait appears only where a test proves that
+//! The load is the shared harness (tests/common/load.rs): each answer wakes the waits on it. The
+//! server's states are polled (GetModelStatus, metrics) with deadlines as fail-safes only. That
 //! something does *not* happen (a half-copied folder is never loaded, an invalid config changes
-//! nothing), and is kept to a few seconds.
+//! nothing) is proven over the server's own periodic rescans (`Server::wait_polls`), not a
+//! duration.
 
 mod common;
 
