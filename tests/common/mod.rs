@@ -403,6 +403,16 @@ pub fn spec(name: &str, version: Option<i64>) -> Option<ModelSpec> {
     })
 }
 
+/// A gRPC error with `code` whose message contains `part`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, part: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(part),
+        "{:?} does not contain {part:?}",
+        status.message()
+    );
+}
+
 /// Polls `probe` every 20 ms until it gives a value; fails the test after `timeout`, naming `what`.
 pub async fn eventually<T>(
     what: &str,

@@ -4,7 +4,7 @@
 use crate::common::in_process::{protocol_fixtures, InProcess};
 use crate::common::requests::{infer, input, with_contents};
 use crate::common::values::le_bytes;
-use crate::common::ADD_ALL_VERSIONS;
+use crate::common::{assert_status, ADD_ALL_VERSIONS};
 use std::collections::HashMap;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -247,12 +247,7 @@ async fn grpc_infer_errors() {
     ];
     for (request, code, message) in cases {
         let status = client.model_infer(request).await.expect_err(message);
-        assert_eq!(status.code(), code, "{}", status.message());
-        assert!(
-            status.message().contains(message),
-            "{:?} does not contain {message:?}",
-            status.message()
-        );
+        assert_status(&status, code, message);
     }
     let mut unknown_output = infer("add", "", vec![typed()], vec![]);
     unknown_output.outputs = vec![InferRequestedOutputTensor {
