@@ -9,7 +9,8 @@
 //!     --plugin PERFORMANCE_HINT=LATENCY --clients 4 --duration 10 --compare-raw
 //! ```
 //!
-//! Each of `--clients` clients keeps exactly one request outstanding (closed loop). Requests are
+//! Each of `--clients` clients keeps exactly one request outstanding (closed loop: the harness
+//! the tests use too, tests/common/load.rs, included below). Requests are
 //! built once: the gRPC `PredictRequest` carries the input as `tensor_content` (a `Bytes`, so a
 //! clone shares it), the REST body is one prebuilt columnar JSON `Bytes`. Only requests that
 //! complete inside the measurement window (after `--warmup`, for `--duration`) are counted.
