@@ -9,7 +9,8 @@
 //!     --plugin PERFORMANCE_HINT=LATENCY --clients 4 --duration 10 --compare-raw
 //! ```
 //!
-//! Each of `--clients` clients keeps exactly one request outstanding (closed loop). Requests are
+//! Each of `--clients` clients keeps exactly one request outstanding (closed loop: the harness
+//! the tests use too, tests/common/load.rs, included below). Requests are
 //! built once: the gRPC `PredictRequest` carries the input as `tensor_content` (a `Bytes`, so a
 //! clone shares it), the REST body is one prebuilt columnar JSON `Bytes`. Only requests that
 //! complete inside the measurement window (after `--warmup`, for `--duration`) are counted.
@@ -27,7 +28,6 @@
 
 use bytes::Bytes;
 use clap::{ArgGroup, Parser, ValueEnum};
-use hdrhistogram::Histogram;
 use openvino::{
     CompiledModel, Core, DeviceType, Dimension, ElementType, InferRequest, Model, PartialShape,
     PropertyKey, RwPropertyKey,
@@ -47,6 +47,11 @@ use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest};
 use vinoserve::proto::tensorflow::{
     tensor_shape_proto, DataType as TfType, TensorProto, TensorShapeProto,
 };
+
+#[path = "../tests/common/load.rs"]
+mod load;
+
+use load::{Load, Settings, Tally, Window};
 
 type Result<T, E = String> = std::result::Result<T, E>;
 
@@ -474,67 +479,6 @@ fn json_scalar(out: &mut String, dtype: &Dtype, v: f64) {
 // ---------------------------------------------------------------------------------------------
 // Measuring: the window, per-client tallies, CPU time.
 
-/// The measurement window: requests completing in [start, end] count; clients stop at `end`.
-#[derive(Clone, Copy)]
-struct Window {
-    start: Instant,
-    end: Instant,
-}
-
-impl Window {
-    fn after_warmup(args: &Args) -> Window {
-        let start = Instant::now() + Duration::from_secs_f64(args.warmup);
-        Window {
-            start,
-            end: start + Duration::from_secs_f64(args.duration),
-        }
-    }
-}
-
-/// One client's (or, merged, the run's) results.
-struct Tally {
-    latency_ns: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn new() -> Tally {
-        Tally {
-            // 1 ns .. 60 s at 3 significant digits.
-            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
-            errors: 0,
-            first_error: None,
-        }
-    }
-
-    fn record(&mut self, window: &Window, started: Instant, result: Result<()>) {
-        let finished = Instant::now();
-        if finished < window.start || finished > window.end {
-            return;
-        }
-        match result {
-            Ok(()) => self
-                .latency_ns
-                .saturating_record((finished - started).as_nanos() as u64),
-            Err(e) => {
-                self.errors += 1;
-                self.first_error.get_or_insert(e);
-            }
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.latency_ns
-            .add(&other.latency_ns)
-            .expect("same histogram bounds");
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-    }
-}
-
 /// CPU seconds and minor page faults so far of this process and, when known, of the server
 /// process (with its placement workers).
 #[derive(Clone, Copy)]
@@ -694,7 +638,7 @@ impl Client {
     }
 
     /// One request, answered; the response is received in full and dropped.
-    async fn call(&mut self) -> Result<()> {
+    async fn send(&mut self) -> Result<()> {
         match self {
             Client::Grpc { client, request } => client
                 .predict(request.clone())
@@ -727,15 +671,27 @@ impl Client {
     }
 }
 
-async fn closed_loop(mut client: Client, window: Window) -> Tally {
-    let mut tally = Tally::new();
-    loop {
-        let started = Instant::now();
-        if started >= window.end {
-            return tally;
-        }
-        let result = client.call().await;
-        tally.record(&window, started, result);
+impl load::Client for Client {
+    type Outcome = Result<()>;
+
+    fn call(&mut self, _n: u32) -> impl std::future::Future<Output = Result<()>> + Send {
+        self.send()
+    }
+}
+
+/// The measurement window of a run: `--warmup` from now, for `--duration`.
+fn window(args: &Args) -> Window {
+    Window::after(
+        Duration::from_secs_f64(args.warmup),
+        Duration::from_secs_f64(args.duration),
+    )
+}
+
+/// Counts only the answers inside `window`, whose clients stop at its end.
+fn measured(window: Window) -> Settings {
+    Settings {
+        window: Some(window),
+        ..Settings::default()
     }
 }
 
@@ -757,23 +713,21 @@ fn run_served(
         }
         // One request before the load, so a wrong model / input name fails once, clearly.
         clients[0]
-            .call()
+            .send()
             .await
             .map_err(|e| format!("probe request failed: {e}"))?;
-        let window = Window::after_warmup(args);
-        let tasks: Vec<_> = clients
+        let window = window(args);
+        let labelled = clients
             .into_iter()
-            .map(|c| tokio::spawn(closed_loop(c, window)))
+            .enumerate()
+            .map(|(i, c)| (format!("client {i}"), c))
             .collect();
+        let load = Load::spawn(measured(window), labelled);
         tokio::time::sleep_until(window.start.into()).await;
         let before = CpuSample::take(server_pid);
         tokio::time::sleep_until(window.end.into()).await;
         let cpu = CpuSample::take(server_pid).since(before);
-        let mut tally = Tally::new();
-        for task in tasks {
-            tally.merge(task.await.map_err(|e| e.to_string())?);
-        }
-        Ok::<_, String>((tally, cpu))
+        Ok::<_, String>((load.finish().await, cpu))
     })?;
     let kind = match target {
         Target::Grpc(_) => "grpc",
@@ -879,23 +833,6 @@ fn infer_once(request: &mut InferRequest, input: &str, data: &[u8], outputs: usi
     Ok(())
 }
 
-fn raw_loop(mut request: InferRequest, workload: RawJob, window: Window) -> Tally {
-    let mut tally = Tally::new();
-    loop {
-        let started = Instant::now();
-        if started >= window.end {
-            return tally;
-        }
-        let result = infer_once(
-            &mut request,
-            &workload.input,
-            &workload.data,
-            workload.outputs,
-        );
-        tally.record(&window, started, result);
-    }
-}
-
 /// What a raw thread needs of the workload (owned, to move into the thread).
 #[derive(Clone)]
 struct RawJob {
@@ -923,22 +860,22 @@ fn run_raw(
         .collect::<Result<Vec<_>>>()?;
     infer_once(&mut requests[0], &job.input, &job.data, job.outputs)
         .map_err(|e| format!("probe inference failed: {e}"))?;
-    let window = Window::after_warmup(args);
-    let threads: Vec<_> = requests
+    let window = window(args);
+    let threads = requests
         .into_iter()
-        .map(|request| {
+        .enumerate()
+        .map(|(i, mut request)| {
             let job = job.clone();
-            std::thread::spawn(move || raw_loop(request, job, window))
+            let infer = move |_n| infer_once(&mut request, &job.input, &job.data, job.outputs);
+            (format!("raw {i}"), infer)
         })
         .collect();
+    let load = Load::spawn_threads(measured(window), threads);
     std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
     let before = CpuSample::take(None);
     std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
     let cpu = CpuSample::take(None).since(before);
-    let mut tally = Tally::new();
-    for thread in threads {
-        tally.merge(thread.join().map_err(|_| "a raw thread panicked")?);
-    }
+    let tally = load.finish_threads();
     // In-process, the inference *is* this process: its CPU goes in the server column.
     let mut report = Report::new(args, "raw", workload, tally, None, Some(cpu.own));
     report.properties = properties;
@@ -1220,7 +1157,7 @@ impl Report {
             self.ms(0.9),
             self.ms(0.99),
             self.ms(1.0),
-            self.tally.errors,
+            self.tally.failures,
             self.pct(self.own_cpu),
             self.pct(self.server_cpu),
         )
@@ -1235,8 +1172,8 @@ impl Report {
             "batch": self.batch,
             "duration_s": self.duration,
             "requests": self.requests(),
-            "errors": self.tally.errors,
-            "first_error": self.tally.first_error,
+            "errors": self.tally.failures,
+            "first_error": self.tally.first_failure,
             "req_per_s": self.req_per_s(),
             "items_per_s": self.req_per_s() * self.batch as f64,
             "req_per_server_cpu_s": self.req_per_server_cpu_s(),
@@ -1285,10 +1222,10 @@ fn print_reports(args: &Args, reports: &[Report]) {
         }
     }
     for report in reports {
-        if let Some(e) = &report.tally.first_error {
+        if let Some(e) = &report.tally.first_failure {
             eprintln!(
                 "loadgen: {} errors in {}; first: {e}",
-                report.tally.errors, report.target
+                report.tally.failures, report.target
             );
         }
         if args.json {

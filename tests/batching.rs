@@ -5,11 +5,11 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::requests::tensor;
+use common::values::f32_bytes;
 use common::{spec, Repo, Server};
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 fn rows_request(rows: usize, client: usize) -> (PredictRequest, Vec<f32>) {
     let x: Vec<f32> = (0..rows * 8)
@@ -19,12 +19,7 @@ fn rows_request(rows: usize, client: usize) -> (PredictRequest, Vec<f32>) {
         model_spec: spec("dynamic", None),
         inputs: [(
             "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[rows as i64, 8])),
-                tensor_content: Bytes::from(bytemuck::cast_slice(&x).to_vec()),
-                ..Default::default()
-            },
+            tensor(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)),
         )]
         .into(),
         ..Default::default()

@@ -7,14 +7,13 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::values::f32_bytes;
 use common::{copy_dir, wait_state, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::{model_spec, ModelSpec, PredictRequest};
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const AVAILABLE: i32 = 30;
 const START: i32 = 10;
@@ -109,12 +108,11 @@ async fn check_cases(server: &Server, model: &str, version: i64, rename: &dyn Fn
             .iter()
             .map(|(key, tensor)| {
                 let values = f32s(&tensor["data"]);
-                let proto = TensorProto {
-                    dtype: Tf::DtFloat as i32,
-                    tensor_shape: Some(shape_proto(&dims(&tensor["shape"]))),
-                    tensor_content: Bytes::from(bytemuck::cast_slice(&values).to_vec()),
-                    ..Default::default()
-                };
+                let proto = common::requests::tensor(
+                    Tf::DtFloat,
+                    &dims(&tensor["shape"]),
+                    f32_bytes(&values),
+                );
                 (rename(key), proto)
             })
             .collect();

@@ -12,15 +12,19 @@
 //! retired (as TF Serving does): such clients may see their answers turn into NOT_FOUND, and
 //! nothing else. Unversioned clients must never fail while some version can serve.
 //!
-//! Waiting is done by polling with deadlines. A fixed wait appears only where a test proves that
+//! The load is the shared harness (tests/common/load.rs): each answer wakes the waits on it. The
+//! server's states are polled (GetModelStatus, metrics) with deadlines as fail-safes only. That
 //! something does *not* happen (a half-copied folder is never loaded, an invalid config changes
-//! nothing), and is kept to a few seconds.
+//! nothing) is proven over the server's own periodic rescans (`Server::wait_polls`), not a
+//! duration.
 
 mod common;
 
-use bytes::Bytes;
-use common::{eventually, Repo, Server};
+use common::requests::tensor;
+use common::values::f32_bytes;
+use common::{eventually, load, Repo, Server};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,7 +34,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::tensorflow::serving::file_system_storage_path_source_config::{
     servable_version_policy::{Latest, PolicyChoice},
     ServableVersionPolicy,
@@ -38,11 +41,12 @@ use vinoserve::proto::tensorflow::serving::file_system_storage_path_source_confi
 use vinoserve::proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::serving::model_version_status::State;
+use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::{
     model_server_config, GetModelStatusRequest, ModelConfig, ModelConfigList, ModelServerConfig,
     ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse, ReloadConfigRequest,
 };
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const START: i32 = State::Start as i32;
 const AVAILABLE: i32 = State::Available as i32;
@@ -404,20 +408,46 @@ enum Outcome {
     Wrong(String),
 }
 
-#[derive(Clone, Debug)]
-struct Record {
-    client: usize,
-    sent: Instant,
-    done: Instant,
-    outcome: Outcome,
+impl load::Outcome for Outcome {
+    fn kind(&self) -> Cow<'static, str> {
+        match self {
+            Outcome::Answered(v) => format!("v{v}").into(),
+            Outcome::Failed(code, _) => format!("{code:?}").into(),
+            Outcome::Wrong(_) => "WRONG".into(),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        (!matches!(self, Outcome::Answered(_))).then(|| format!("{self:?}"))
+    }
 }
 
-/// Closed-loop clients, one request outstanding each, every response recorded.
+type Record = load::Record<Outcome>;
+
+/// Closed-loop clients ([`load::Load`]), one request outstanding each, every response recorded.
 struct Load {
     clients: Vec<Client>,
-    records: Arc<Mutex<Vec<Record>>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    run: load::Load<Outcome>,
+}
+
+/// One client of the load: its target and its own gRPC connection.
+struct Caller {
+    client: Client,
+    index: usize,
+    grpc: PredictionServiceClient<Channel>,
+}
+
+impl load::Client for Caller {
+    type Outcome = Outcome;
+
+    async fn call(&mut self, n: u32) -> Outcome {
+        let x = common::probe_input(n, self.index);
+        let mut request = tonic::Request::new(predict_request(&self.client, &x));
+        // A fail-safe against a hung request, far above any answer time.
+        request.set_timeout(DEADLINE);
+        let result = self.grpc.predict(request).await.map(|r| r.into_inner());
+        judge(&self.client, &x, result)
+    }
 }
 
 fn predict_request(client: &Client, x: &[f32]) -> PredictRequest {
@@ -426,12 +456,7 @@ fn predict_request(client: &Client, x: &[f32]) -> PredictRequest {
         Target::Version(v) => Some(VersionChoice::Version(*v)),
         Target::Label(l) => Some(VersionChoice::VersionLabel(l.to_string())),
     };
-    let tensor = TensorProto {
-        dtype: Tf::DtFloat as i32,
-        tensor_shape: Some(shape_proto(&[1i64, 10])),
-        tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(x).to_vec()),
-        ..Default::default()
-    };
+    let tensor = tensor(Tf::DtFloat, &[1i64, 10], f32_bytes(x));
     PredictRequest {
         model_spec: Some(ModelSpec {
             name: client.model.to_string(),
@@ -481,39 +506,26 @@ fn judge(client: &Client, x: &[f32], result: Result<PredictResponse, tonic::Stat
 impl Load {
     /// Starts one task per client; returns once every client has had an answer.
     async fn start(server: &Server, clients: &[Client]) -> Load {
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
+        let mut callers = Vec::new();
         for (index, client) in clients.iter().cloned().enumerate() {
-            let mut grpc = server.predict_client().await;
-            let (records, stop) = (records.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut n = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    let x = common::probe_input(n, index);
-                    let mut request = tonic::Request::new(predict_request(&client, &x));
-                    // A fail-safe against a hung request, far above any answer time.
-                    request.set_timeout(DEADLINE);
-                    let sent = Instant::now();
-                    let result = grpc.predict(request).await.map(|r| r.into_inner());
-                    let done = Instant::now();
-                    let outcome = judge(&client, &x, result);
-                    records.lock().unwrap().push(Record {
-                        client: index,
-                        sent,
-                        done,
-                        outcome,
-                    });
-                    n = n.wrapping_add(1);
-                    tokio::time::sleep(PACE).await;
-                }
-            }));
+            let grpc = server.predict_client().await;
+            let label = client.to_string();
+            callers.push((
+                label,
+                Caller {
+                    client,
+                    index,
+                    grpc,
+                },
+            ));
         }
+        let settings = load::Settings {
+            pace: Some(PACE),
+            ..load::Settings::recorded()
+        };
         let load = Load {
             clients: clients.to_vec(),
-            records,
-            stop,
-            tasks,
+            run: load::Load::spawn(settings, callers),
         };
         load.wait_until("every client has an answer", |records| {
             (0..load.clients.len()).all(|c| {
@@ -527,23 +539,12 @@ impl Load {
     }
 
     fn records(&self) -> Vec<Record> {
-        self.records.lock().unwrap().clone()
+        self.run.with_records(<[Record]>::to_vec)
     }
 
-    /// Polls the responses so far until `done` holds; panics with the tally after [`DEADLINE`].
+    /// Waits for answers until `done` holds; panics with the tally after [`DEADLINE`].
     async fn wait_until(&self, what: &str, done: impl Fn(&[Record]) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if done(&self.records.lock().unwrap()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for: {what}\n{}",
-                self.tally()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.run.wait_until(what, done).await
     }
 
     /// Waits until `count` more responses matching `which` arrived after `since`.
@@ -565,30 +566,12 @@ impl Load {
     }
 
     async fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks.drain(..) {
-            task.await.unwrap();
-        }
+        self.run.stop().await
     }
 
     /// Per client: answers per version, failures per code.
     fn tally(&self) -> String {
-        let records = self.records();
-        let mut lines = Vec::new();
-        for (index, client) in self.clients.iter().enumerate() {
-            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-            for r in records.iter().filter(|r| r.client == index) {
-                let key = match &r.outcome {
-                    Outcome::Answered(v) => format!("v{v}"),
-                    Outcome::Failed(code, _) => format!("{code:?}"),
-                    Outcome::Wrong(_) => "WRONG".into(),
-                };
-                *counts.entry(key).or_default() += 1;
-            }
-            let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-            lines.push(format!("  {client:<16} {}", counts.join(", ")));
-        }
-        lines.join("\n")
+        self.run.summary()
     }
 
     fn failures(&self, which: impl Fn(&Client) -> bool) -> Vec<(String, Outcome)> {
@@ -674,49 +657,11 @@ impl Load {
     }
 
     /// Latency percentiles of the responses that arrived in `[from, to)`.
-    fn latency(&self, from: Instant, to: Instant) -> Percentiles {
-        let mut micros: Vec<u64> = self
-            .records()
-            .iter()
-            .filter(|r| r.done >= from && r.done < to)
-            .map(|r| r.done.duration_since(r.sent).as_micros() as u64)
-            .collect();
-        micros.sort_unstable();
-        let at = |q: f64| {
-            micros
-                .get(((micros.len() as f64 * q).ceil() as usize).saturating_sub(1))
-                .copied()
-                .unwrap_or(0)
-        };
-        Percentiles {
-            count: micros.len(),
-            p50: at(0.50),
-            p99: at(0.99),
-            max: micros.last().copied().unwrap_or(0),
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-struct Percentiles {
-    count: usize,
-    p50: u64,
-    p99: u64,
-    max: u64,
-}
-
-impl fmt::Display for Percentiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "n={} p50={}µs p99={}µs max={}µs",
-            self.count, self.p50, self.p99, self.max
-        )
+    fn latency(&self, from: Instant, to: Instant) -> String {
+        self.run.with_records(|records| {
+            let window = records.iter().filter(|r| r.done >= from && r.done < to);
+            load::percentiles(&load::latencies(window))
+        })
     }
 }
 

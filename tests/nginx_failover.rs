@@ -12,27 +12,26 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{Repo, Server};
+use common::requests::tensor;
+use common::values::f32_bytes;
+use common::{load, Repo, Server};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::model_infer_request::InferInputTensor;
 use vinoserve::proto::inference::{InferTensorContents, ModelInferRequest};
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::{ModelSpec, PredictRequest};
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const TEMPLATE: &str = include_str!("../deploy/nginx/vinoserve.conf.template");
 /// Answers each client must have from each instance before the SIGTERM, and from the
@@ -242,12 +241,21 @@ enum Outcome {
     Wrong(String),
 }
 
-#[derive(Clone, Debug)]
-struct Record {
-    client: usize,
-    sent: Instant,
-    outcome: Outcome,
+impl load::Outcome for Outcome {
+    fn kind(&self) -> Cow<'static, str> {
+        match self {
+            Outcome::Answered(v) => format!("v{v}").into(),
+            Outcome::Failed(_) => "FAILED".into(),
+            Outcome::Wrong(_) => "WRONG".into(),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        (!matches!(self, Outcome::Answered(_))).then(|| format!("{self:?}"))
+    }
 }
+
+type Record = load::Record<Outcome>;
 
 /// One connection to nginx per client, of the client's kind.
 enum Connection {
@@ -295,12 +303,7 @@ fn failed(status: tonic::Status) -> Outcome {
 }
 
 async fn grpc_tfs(client: &mut PredictionServiceClient<Channel>, x: &[f32]) -> Outcome {
-    let tensor = TensorProto {
-        dtype: Tf::DtFloat as i32,
-        tensor_shape: Some(shape_proto(&[1i64, 10])),
-        tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(x).to_vec()),
-        ..Default::default()
-    };
+    let tensor = tensor(Tf::DtFloat, &[1i64, 10], f32_bytes(x));
     let mut request = tonic::Request::new(PredictRequest {
         model_spec: Some(ModelSpec {
             name: "add".into(),
@@ -404,72 +407,30 @@ fn judge(x: &[f32], y: &[f32], version: Option<i64>) -> Outcome {
     Outcome::Answered(version)
 }
 
-/// Closed-loop clients through nginx, one request outstanding each, every response recorded.
-struct Load {
-    records: Arc<Mutex<Vec<Record>>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+/// One client of the load: its connection, and its index, which makes its inputs its own.
+struct Caller {
+    index: usize,
+    connection: Connection,
 }
 
-impl Load {
-    async fn start(nginx: &Nginx) -> Load {
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for (index, &api) in CLIENTS.iter().enumerate() {
-            let mut connection = Connection::open(api, nginx).await;
-            let (records, stop) = (records.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut n = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    let x = common::probe_input(n, index);
-                    let sent = Instant::now();
-                    let outcome = connection.call(&x).await;
-                    records.lock().unwrap().push(Record {
-                        client: index,
-                        sent,
-                        outcome,
-                    });
-                    n = n.wrapping_add(1);
-                }
-            }));
-        }
-        Load {
-            records,
-            stop,
-            tasks,
-        }
-    }
+impl load::Client for Caller {
+    type Outcome = Outcome;
 
-    fn records(&self) -> Vec<Record> {
-        self.records.lock().unwrap().clone()
-    }
-
-    /// Polls the responses so far until `done` holds; panics with the tally after [`DEADLINE`].
-    async fn wait_until(&self, what: &str, done: impl Fn(&[Record]) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        while !done(&self.records.lock().unwrap()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for: {what}\n{}",
-                Tally::new(&self.records(), None)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks.drain(..) {
-            task.await.unwrap();
-        }
+    async fn call(&mut self, n: u32) -> Outcome {
+        let x = common::probe_input(n, self.index);
+        self.connection.call(&x).await
     }
 }
 
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+/// Closed-loop clients through nginx ([`CLIENTS`]), one request outstanding each, every
+/// response recorded.
+async fn start_load(nginx: &Nginx) -> load::Load<Outcome> {
+    let mut callers = Vec::new();
+    for (index, &api) in CLIENTS.iter().enumerate() {
+        let connection = Connection::open(api, nginx).await;
+        callers.push((format!("{index} {api:?}"), Caller { index, connection }));
     }
+    load::Load::spawn(load::Settings::recorded(), callers)
 }
 
 /// Responses per client, split at the SIGTERM (by when the request was sent): answers per
@@ -568,7 +529,7 @@ async fn sigterm_of_one_instance_behind_nginx_fails_no_request() {
         (&servers[1].grpc_addr, &servers[1].rest_addr),
     ]);
 
-    let mut load = Load::start(&nginx).await;
+    let mut load = start_load(&nginx).await;
     let answers = |records: &[Record], client: usize, version: i64, since: Option<Instant>| {
         records
             .iter()
@@ -612,7 +573,7 @@ async fn sigterm_of_one_instance_behind_nginx_fails_no_request() {
     }
     load.stop().await;
 
-    let records = load.records();
+    let records = load.with_records(<[Record]>::to_vec);
     let tally = Tally::new(&records, Some(term));
     eprintln!(
         "{} responses; instance 1: {} {drained:?} after its SIGTERM\n{tally}\

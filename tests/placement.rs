@@ -9,18 +9,21 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{Repo, Server};
+use common::requests::tensor;
+use common::values::f32_bytes;
+use common::{load, Repo, Server};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vinoserve::api::tfs::codec::shape_proto;
+use tonic::transport::Channel;
 use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
+use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 const ROWS: usize = 32;
 const WIDTH: usize = 1024;
@@ -31,12 +34,7 @@ fn request(model: &str) -> PredictRequest {
         model_spec: common::spec(model, None),
         inputs: HashMap::from([(
             "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[ROWS as i64, WIDTH as i64])),
-                tensor_content: Bytes::from(bytemuck::cast_slice::<f32, u8>(&x).to_vec()),
-                ..Default::default()
-            },
+            tensor(Tf::DtFloat, &[ROWS as i64, WIDTH as i64], f32_bytes(&x)),
         )]),
         ..Default::default()
     }
@@ -111,44 +109,88 @@ fn sample(
     })
 }
 
+/// What one Predict came to: the version that answered, or the failure.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Answered(Option<i64>),
+    Failed(String),
+}
+
+impl load::Outcome for Outcome {
+    fn kind(&self) -> Cow<'static, str> {
+        match self {
+            Outcome::Answered(Some(v)) => format!("v{v}").into(),
+            Outcome::Answered(None) => "unversioned".into(),
+            Outcome::Failed(_) => "failed".into(),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self {
+            Outcome::Answered(_) => None,
+            Outcome::Failed(status) => Some(status.clone()),
+        }
+    }
+}
+
+/// A client of one model, with its own connection.
+struct Caller {
+    grpc: PredictionServiceClient<Channel>,
+    request: PredictRequest,
+}
+
+impl load::Client for Caller {
+    type Outcome = Outcome;
+
+    async fn call(&mut self, _n: u32) -> Outcome {
+        match self.grpc.predict(self.request.clone()).await {
+            Ok(r) => {
+                let spec = r.into_inner().model_spec;
+                Outcome::Answered(spec.and_then(|s| match s.version_choice? {
+                    VersionChoice::Version(v) => Some(v),
+                    VersionChoice::VersionLabel(_) => None,
+                }))
+            }
+            Err(status) => Outcome::Failed(format!("{status:?}")),
+        }
+    }
+}
+
+/// Two closed-loop gRPC clients per model, labelled with the model's name.
+async fn load(server: &Server, models: &[&str]) -> load::Load<Outcome> {
+    let mut callers = Vec::new();
+    for &model in models {
+        for _ in 0..2 {
+            let grpc = server.predict_client().await;
+            let request = request(model);
+            callers.push((model.to_string(), Caller { grpc, request }));
+        }
+    }
+    load::Load::spawn(load::Settings::default(), callers)
+}
+
 /// (successes, failures, versions that answered) per model.
 type Totals = BTreeMap<String, (u64, u64, BTreeSet<i64>)>;
 
-/// Two closed-loop gRPC clients per model until `stop` is set, counting into `totals`.
-async fn load(
-    server: &Server,
-    models: &[&str],
-    totals: Arc<Mutex<Totals>>,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for &model in models {
-        for _ in 0..2 {
-            let mut client = server.predict_client().await;
-            let request = request(model);
-            let model = model.to_string();
-            let (totals, stop) = (totals.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let answer = client.predict(request.clone()).await;
-                    let mut totals = totals.lock().unwrap();
-                    let entry = totals.entry(model.clone()).or_default();
-                    match answer {
-                        Ok(r) => {
-                            entry.0 += 1;
-                            if let Some(VersionChoice::Version(v)) =
-                                r.into_inner().model_spec.and_then(|s| s.version_choice)
-                            {
-                                entry.2.insert(v);
-                            }
-                        }
-                        Err(_) => entry.1 += 1,
-                    }
-                }
-            }));
-        }
-    }
-    tasks
+fn totals(load: &load::Load<Outcome>) -> Totals {
+    let models: BTreeSet<String> = (0..load.clients()).map(|c| load.label(c).into()).collect();
+    models
+        .into_iter()
+        .map(|model| {
+            let tally = load.tally_of(|label| label == model);
+            let versions = tally
+                .kinds
+                .keys()
+                .filter_map(|kind| kind.strip_prefix('v')?.parse().ok())
+                .collect();
+            (model, (tally.successes(), tally.failures, versions))
+        })
+        .collect()
+}
+
+/// Waits until `load` has had `n` more successful answers than `before`.
+async fn wait_answers(load: &load::Load<Outcome>, what: &str, before: u64, n: u64) {
+    load.wait_tally(what, |t| t.successes() >= before + n).await
 }
 
 /// Answers each model must have had, and what the sampler must have seen of each worker,
@@ -174,16 +216,11 @@ async fn observe_under_load(server: &Server, workers: &[(&str, u32)]) -> (Vec<Ob
     ));
     let sampler = sample(pids, observed.clone(), stop.clone());
     let models: Vec<&str> = workers.iter().map(|(m, _)| *m).collect();
-    let totals = Arc::new(Mutex::new(Totals::new()));
-    let clients = load(server, &models, totals.clone(), stop.clone()).await;
+    let mut clients = load(server, &models).await;
     let enough = || {
-        let answered = models.iter().all(|m| {
-            totals
-                .lock()
-                .unwrap()
-                .get(*m)
-                .is_some_and(|t| t.0 >= ENOUGH_ANSWERS)
-        });
+        let answered = models
+            .iter()
+            .all(|m| clients.tally_of(|label| label == *m).successes() >= ENOUGH_ANSWERS);
         let worked = observed.lock().unwrap().iter().zip(&before).all(|(o, b)| {
             o.ran_on.values().sum::<u64>() >= ENOUGH_RUNNING_SAMPLES
                 && o.cpu_ticks.saturating_sub(*b) >= ENOUGH_CPU_TICKS
@@ -197,16 +234,13 @@ async fn observe_under_load(server: &Server, workers: &[(&str, u32)]) -> (Vec<Ob
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
+    clients.stop().await;
     sampler.join().unwrap();
     let mut observed = std::mem::take(&mut *observed.lock().unwrap());
     for (o, b) in observed.iter_mut().zip(before) {
         o.cpu_ticks -= b;
     }
-    let totals = std::mem::take(&mut *totals.lock().unwrap());
-    (observed, totals)
+    (observed, totals(&clients))
 }
 
 /// Every model had answers and no request failed.
@@ -620,21 +654,14 @@ async fn a_killed_worker_fails_no_request() {
     else {
         return;
     };
-    let totals = Arc::new(Mutex::new(Totals::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(&server, &["a"], totals.clone(), stop.clone()).await;
-    let answered = || totals.lock().unwrap().get("a").map_or(0, |t| t.0);
+    let mut clients = load(&server, &["a"]).await;
+    let answered = || clients.tally().successes();
     for round in 0..2 {
         let (Some(pid), restarts) = worker_of(&placement(&server).await, "a") else {
             panic!("no worker for a")
         };
         let before = answered();
-        common::eventually(
-            "answers before the kill",
-            Duration::from_secs(120),
-            async || (answered() >= before + 20).then_some(()),
-        )
-        .await;
+        wait_answers(&clients, "answers before the kill", before, 20).await;
         assert!(Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()
@@ -652,11 +679,8 @@ async fn a_killed_worker_fails_no_request() {
         )
         .await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-    let totals = totals.lock().unwrap();
+    clients.stop().await;
+    let totals = totals(&clients);
     assert_eq!(
         totals["a"].1, 0,
         "requests failed across two worker kills: {totals:?}"
@@ -772,18 +796,11 @@ async fn a_topology_edit_moves_a_model_without_failing_a_request() {
     let Some((_, Some(old_pid))) = placed_on(&placement(&server).await, "a") else {
         panic!("no worker for a")
     };
-    let totals = Arc::new(Mutex::new(Totals::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(&server, &["a"], totals.clone(), stop.clone()).await;
-    let answered = || totals.lock().unwrap().get("a").map_or(0, |t| t.0);
-    let wait_answers = async |what: &str, n: u64| {
-        let before = answered();
-        common::eventually(what, Duration::from_secs(120), async || {
-            (answered() >= before + n).then_some(())
-        })
-        .await
+    let mut clients = load(&server, &["a"]).await;
+    let more_answers = async |what: &str, n: u64| {
+        wait_answers(&clients, what, clients.tally().successes(), n).await
     };
-    wait_answers("answers before the edits", 20).await;
+    more_answers("answers before the edits", 20).await;
 
     // A core this machine does not have: refused, a stays where it is.
     replace_file(&topology, "[models.a]\nnode = 0\ncore_ids = [4096]\n");
@@ -807,7 +824,7 @@ async fn a_topology_edit_moves_a_model_without_failing_a_request() {
             .await,
         1.0
     );
-    wait_answers("answers after the refused edit", 20).await;
+    more_answers("answers after the refused edit", 20).await;
 
     // What the edit will do, asked of the running server before it is made.
     let proposed = repo.dir.path().join("proposed.toml");
@@ -848,13 +865,13 @@ async fn a_topology_edit_moves_a_model_without_failing_a_request() {
         },
     )
     .await;
-    wait_answers("answers after the move", 20).await;
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-    let failed = totals.lock().unwrap()["a"].1;
-    assert_eq!(failed, 0, "requests failed during the move: {totals:?}");
+    more_answers("answers after the move", 20).await;
+    clients.stop().await;
+    let totals = totals(&clients);
+    assert_eq!(
+        totals["a"].1, 0,
+        "requests failed during the move: {totals:?}"
+    );
 
     let (observed, totals) = observe_under_load(&server, &[("a", new_pid)]).await;
     assert_eq!(totals["a"].1, 0, "{totals:?}");

@@ -1,82 +1,34 @@
-//! TF Serving gRPC against the real server and real OpenVINO models.
+//! TF Serving gRPC against the real server and real OpenVINO models: results, concurrency, the
+//! queue bound, SIGTERM, a missing runtime, reshape at load. Error rows, metadata and status on
+//! the fake backend: tests/protocols_fake/tfs_grpc.rs.
 
 mod common;
 
 use bytes::Bytes;
-use common::{reference, spec, statuses, Repo, Server};
+use common::requests::{predict, tensor};
+use common::values::f32_bytes;
+use common::{reference, Repo, Server, ADD_ALL_VERSIONS};
 use openvino::ElementType;
-use prost::Message;
 use tonic::Code;
 use vinoserve::api::tfs::codec::shape_proto;
-use vinoserve::proto::tensorflow::serving::{
-    model_spec::VersionChoice, ClassificationRequest, GetModelMetadataRequest,
-    GetModelStatusRequest, ModelSpec, PredictRequest, SignatureDefMap,
-};
+use vinoserve::proto::tensorflow::serving::model_spec::VersionChoice;
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
-}
-
-fn content(dtype: Tf, shape: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dtype: dtype as i32,
-        tensor_shape: Some(shape_proto(shape)),
-        tensor_content: Bytes::from(bytes),
-        ..Default::default()
-    }
-}
-
-fn request(model: &str, version: Option<i64>, inputs: Vec<(&str, TensorProto)>) -> PredictRequest {
-    PredictRequest {
-        model_spec: spec(model, version),
-        inputs: inputs
-            .into_iter()
-            .map(|(n, t)| (n.to_string(), t))
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn all_models() -> Repo {
-    Repo::new(&[
-        ("identity", ""),
-        ("add", r#""model_version_policy": {"all": {}}"#),
-        ("two_io", ""),
-        ("int64", ""),
-        ("half", ""),
-        ("uint8", ""),
-        ("dynamic", ""),
-        ("broken", ""),
-    ])
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_match_openvino_run_directly() {
-    let repo = all_models();
+    let repo = Repo::protocol_fixtures(ADD_ALL_VERSIONS, &[]);
     let server = Server::with_config(&repo, &[]);
     server.wait_loaded();
     let mut client = server.predict_client().await;
     let dir = |m: &str, v: u64| repo.model_dir(m).join(v.to_string()).join("model.xml");
 
     // identity: bit-exact, incl. -0.0, denormals, inf.
-    let x: Vec<f32> = vec![
-        -0.0,
-        1e-40,
-        f32::INFINITY,
-        3.5,
-        -2.25,
-        0.1,
-        7.0,
-        8.0,
-        9.0,
-        1e30,
-    ];
+    let x: Vec<f32> = common::values::AWKWARD_F32.to_vec();
     let out = client
-        .predict(request(
+        .predict(predict(
             "identity",
             None,
-            vec![("x", content(Tf::DtFloat, &[1, 10], f32_bytes(&x)))],
+            vec![("x", tensor(Tf::DtFloat, &[1, 10], f32_bytes(&x)))],
         ))
         .await
         .unwrap()
@@ -102,11 +54,11 @@ async fn outputs_match_openvino_run_directly() {
     let a = [1.0f32, 2.0, 3.0, 4.0];
     let b = [0.5f32, -1.0, 2.0, 10.0];
     let inputs = vec![
-        ("a", content(Tf::DtFloat, &[1, 4], f32_bytes(&a))),
-        ("b", content(Tf::DtFloat, &[1, 4], f32_bytes(&b))),
+        ("a", tensor(Tf::DtFloat, &[1, 4], f32_bytes(&a))),
+        ("b", tensor(Tf::DtFloat, &[1, 4], f32_bytes(&b))),
     ];
     let out = client
-        .predict(request("two_io", None, inputs.clone()))
+        .predict(predict("two_io", None, inputs.clone()))
         .await
         .unwrap()
         .into_inner();
@@ -126,7 +78,7 @@ async fn outputs_match_openvino_run_directly() {
         out.outputs["product"].tensor_content.as_ref(),
         want[1].as_slice()
     );
-    let mut filtered = request("two_io", None, inputs);
+    let mut filtered = predict("two_io", None, inputs);
     filtered.output_filter = vec!["product".into()];
     let out = client.predict(filtered).await.unwrap().into_inner();
     assert_eq!(out.outputs.keys().collect::<Vec<_>>(), vec!["product"]);
@@ -139,7 +91,7 @@ async fn outputs_match_openvino_run_directly() {
     };
     t.int64_val = vec![1, -2, 3, 1000, -50000];
     let out = client
-        .predict(request("int64", None, vec![("x", t)]))
+        .predict(predict("int64", None, vec![("x", t)]))
         .await
         .unwrap()
         .into_inner();
@@ -153,7 +105,7 @@ async fn outputs_match_openvino_run_directly() {
     };
     t.int_val = vec![0, 1, 2, 100, 254, 255];
     let out = client
-        .predict(request("uint8", None, vec![("x", t)]))
+        .predict(predict("uint8", None, vec![("x", t)]))
         .await
         .unwrap()
         .into_inner();
@@ -173,7 +125,7 @@ async fn outputs_match_openvino_run_directly() {
     };
     t.half_val = halves.iter().map(|h| h.to_bits() as i32).collect();
     let out = client
-        .predict(request("half", None, vec![("x", t)]))
+        .predict(predict("half", None, vec![("x", t)]))
         .await
         .unwrap()
         .into_inner();
@@ -185,10 +137,10 @@ async fn outputs_match_openvino_run_directly() {
 
     let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
     let out = client
-        .predict(request(
+        .predict(predict(
             "dynamic",
             None,
-            vec![("x", content(Tf::DtFloat, &[3, 8], f32_bytes(&x)))],
+            vec![("x", tensor(Tf::DtFloat, &[3, 8], f32_bytes(&x)))],
         ))
         .await
         .unwrap()
@@ -207,10 +159,10 @@ async fn outputs_match_openvino_run_directly() {
         (Some(2), 2.0),
     ] {
         let out = client
-            .predict(request(
+            .predict(predict(
                 "add",
                 version,
-                vec![("x", content(Tf::DtFloat, &[1, 10], ones.clone()))],
+                vec![("x", tensor(Tf::DtFloat, &[1, 10], ones.clone()))],
             ))
             .await
             .unwrap()
@@ -218,185 +170,6 @@ async fn outputs_match_openvino_run_directly() {
         let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
         assert_eq!(got, vec![1.0 + add; 10], "version {version:?}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_error_row_has_its_code_and_message() {
-    let repo = all_models();
-    let server = Server::with_config(&repo, &[]);
-    server.wait_loaded();
-    let mut client = server.predict_client().await;
-    let x = || content(Tf::DtFloat, &[1, 10], f32_bytes(&[0.0; 10]));
-    let cases: Vec<(PredictRequest, Code, &str)> = vec![
-        (
-            request("nope", None, vec![("x", x())]),
-            Code::NotFound,
-            "Model with requested name is not found: nope",
-        ),
-        (
-            request("add", Some(7), vec![("x", x())]),
-            Code::NotFound,
-            "Model with requested version is not found: model add, version 7",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 11], f32_bytes(&[0.0; 11])))],
-            ),
-            Code::InvalidArgument,
-            "Invalid input shape - Expected: (1,10); Actual: (1,11); input name: x",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtInt32, &[1, 10], vec![0; 40]))],
-            ),
-            Code::InvalidArgument,
-            "Invalid input precision - Expected: FP32; Actual: INT32; input name: x",
-        ),
-        (
-            request(
-                "two_io",
-                None,
-                vec![("a", content(Tf::DtFloat, &[1, 4], vec![0; 16]))],
-            ),
-            Code::InvalidArgument,
-            "Expected input: b",
-        ),
-        (
-            request("add", None, vec![("x", x()), ("z", x())]),
-            Code::InvalidArgument,
-            "Unexpected input name: z",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 39]))],
-            ),
-            Code::InvalidArgument,
-            "Expected: 40 bytes; Actual: 39 bytes; input name: x",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1, 10], vec![0; 44]))],
-            ),
-            Code::InvalidArgument,
-            "Expected: 40 bytes; Actual: 44 bytes",
-        ),
-        (
-            request(
-                "add",
-                None,
-                vec![("x", content(Tf::DtFloat, &[1 << 40, 1 << 40], vec![0; 40]))],
-            ),
-            Code::InvalidArgument,
-            "overflows",
-        ),
-        (
-            request("broken", None, vec![("x", x())]),
-            Code::NotFound,
-            "Model has no available version: model broken",
-        ),
-    ];
-    for (req, code, message) in cases {
-        let status = client.predict(req).await.expect_err(message);
-        assert_eq!(status.code(), code, "{}", status.message());
-        assert!(
-            status.message().contains(message),
-            "{:?} does not contain {message:?}",
-            status.message()
-        );
-    }
-    let mut bad_filter = request("add", None, vec![("x", x())]);
-    bad_filter.output_filter = vec!["nope".into()];
-    assert_eq!(
-        client.predict(bad_filter).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-    let status = client
-        .classify(ClassificationRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("Predict"));
-    // The server still serves after all of that.
-    assert!(client
-        .predict(request("add", None, vec![("x", x())]))
-        .await
-        .is_ok());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_and_status() {
-    let repo = all_models();
-    let server = Server::with_config(&repo, &[]);
-    server.wait_loaded();
-    let mut client = server.predict_client().await;
-    let meta = client
-        .get_model_metadata(GetModelMetadataRequest {
-            model_spec: spec("dynamic", None),
-            metadata_field: vec!["signature_def".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let any = &meta.metadata["signature_def"];
-    assert_eq!(
-        any.type_url,
-        "type.googleapis.com/tensorflow.serving.SignatureDefMap"
-    );
-    let map = SignatureDefMap::decode(any.value.as_slice()).unwrap();
-    let def = &map.signature_def["serving_default"];
-    assert_eq!(def.inputs["x"].dtype, Tf::DtFloat as i32);
-    assert_eq!(def.inputs["x"].tensor_shape, Some(shape_proto(&[-1i64, 8])));
-    assert_eq!(
-        def.outputs["y"].tensor_shape,
-        Some(shape_proto(&[-1i64, 8]))
-    );
-    assert_eq!(def.method_name, "tensorflow/serving/predict");
-
-    assert_eq!(statuses(&server, "add").await, vec![(1, 30), (2, 30)]);
-    let mut models = server.model_client().await;
-    let broken = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: spec("broken", None),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let status = &broken.model_version_status[0];
-    assert_eq!((status.version, status.state), (1, 50));
-    let error = status.status.as_ref().unwrap();
-    assert_ne!(error.error_code, 0);
-    assert!(
-        error.error_message.contains("model.xml"),
-        "{}",
-        error.error_message
-    );
-    let one = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: Some(ModelSpec {
-                name: "add".into(),
-                signature_name: String::new(),
-                version_choice: Some(VersionChoice::Version(1)),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(one.model_version_status.len(), 1);
-    let missing = models
-        .get_model_status(GetModelStatusRequest {
-            model_spec: spec("nope", None),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -413,7 +186,7 @@ async fn sixty_four_concurrent_clients_all_get_their_own_answer() {
                 for round in 0..10 {
                     let rows = 1 + (client_id + round) % 4;
                     let x: Vec<f32> = (0..rows * 8).map(|i| (client_id * 1000 + round * 10) as f32 + i as f32).collect();
-                    let req = request("dynamic", None, vec![("x", content(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))]);
+                    let req = predict("dynamic", None, vec![("x", tensor(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))]);
                     let out = client.predict(req).await.unwrap().into_inner();
                     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out.outputs["y"].tensor_content);
                     assert_eq!(got, x.iter().map(|v| v * 3.0).collect::<Vec<_>>());
@@ -439,10 +212,10 @@ async fn full_queue_answers_resource_exhausted_naming_model_and_bound() {
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let mut client = client.clone();
-            let req = request(
+            let req = predict(
                 "dynamic",
                 None,
-                vec![("x", content(Tf::DtFloat, &[rows as i64, 8], x.to_vec()))],
+                vec![("x", tensor(Tf::DtFloat, &[rows as i64, 8], x.to_vec()))],
             );
             tokio::spawn(async move { client.predict(req).await })
         })
@@ -486,10 +259,10 @@ async fn sigterm_answers_every_request_in_flight_then_exits_zero() {
         .into_iter()
         .map(|mut client| {
             let answered = answered_tx.clone();
-            let req = request(
+            let req = predict(
                 "dynamic",
                 None,
-                vec![("x", content(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))],
+                vec![("x", tensor(Tf::DtFloat, &[rows as i64, 8], f32_bytes(&x)))],
             );
             tokio::spawn(async move {
                 let result = client.predict(req).await;
@@ -579,10 +352,10 @@ async fn shape_and_batch_size_reshape_at_load() {
     let mut client = server.predict_client().await;
     let x: Vec<f32> = (0..30).map(|i| i as f32).collect();
     let out = client
-        .predict(request(
+        .predict(predict(
             "identity",
             None,
-            vec![("x", content(Tf::DtFloat, &[3, 10], f32_bytes(&x)))],
+            vec![("x", tensor(Tf::DtFloat, &[3, 10], f32_bytes(&x)))],
         ))
         .await
         .unwrap()
@@ -592,10 +365,10 @@ async fn shape_and_batch_size_reshape_at_load() {
         Some(shape_proto(&[3i64, 10]))
     );
     let status = client
-        .predict(request(
+        .predict(predict(
             "identity",
             None,
-            vec![("x", content(Tf::DtFloat, &[1, 10], f32_bytes(&x[..10])))],
+            vec![("x", tensor(Tf::DtFloat, &[1, 10], f32_bytes(&x[..10])))],
         ))
         .await
         .unwrap_err();
@@ -604,15 +377,7 @@ async fn shape_and_batch_size_reshape_at_load() {
         "{}",
         status.message()
     );
-    let meta = client
-        .get_model_metadata(GetModelMetadataRequest {
-            model_spec: spec("dynamic", None),
-            metadata_field: vec!["signature_def".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let map = SignatureDefMap::decode(meta.metadata["signature_def"].value.as_slice()).unwrap();
+    let (_, map) = common::signature_def(&mut client, "dynamic").await;
     assert_eq!(
         map.signature_def["serving_default"].inputs["x"].tensor_shape,
         Some(shape_proto(&[2i64, 8]))

@@ -6,14 +6,15 @@
 mod common;
 
 use bytes::Bytes;
+use common::requests::tensor;
+use common::values::f32_bytes;
 use common::{reference, Repo, Server};
 use openvino::ElementType;
 use serde_json::json;
-use vinoserve::api::tfs::codec::shape_proto;
 use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use vinoserve::proto::inference::{model_infer_request, ModelInferRequest};
 use vinoserve::proto::tensorflow::serving::PredictRequest;
-use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+use vinoserve::proto::tensorflow::DataType as Tf;
 
 /// x [32, 512] f32 (64 KiB, the smallest size lent in place) → y = x · W [32, 512].
 const ROWS: usize = 32;
@@ -83,12 +84,7 @@ async fn tfs_grpc(server: &Server, x: &[f32]) -> Vec<f32> {
         model_spec: common::spec("matmul", None),
         inputs: [(
             "x".to_string(),
-            TensorProto {
-                dtype: Tf::DtFloat as i32,
-                tensor_shape: Some(shape_proto(&[ROWS as i64, WIDTH as i64])),
-                tensor_content: Bytes::from(bytemuck::cast_slice(x).to_vec()),
-                ..Default::default()
-            },
+            tensor(Tf::DtFloat, &[ROWS as i64, WIDTH as i64], f32_bytes(x)),
         )]
         .into(),
         ..Default::default()

@@ -1,14 +1,17 @@
 //! A backend without a runtime, for testing the core (registry, policies, swaps, queues).
 //!
-//! Every "model" takes `x: FP32 (-1)` and answers `y = x + version`, so a test can tell which
-//! version served it. A version folder containing a file named `FAIL` fails to load. Inference can
-//! be held at a gate to make queue and drain behaviour deterministic.
+//! Every "model" takes `x: FP32 [1]` and answers `y = x + version`, so a test can tell which
+//! version served it; a test may give a model another signature (`FakeControl::set_signature`,
+//! e.g. one shaped like a committed fixture), whose output `i` answers input `i mod inputs`:
+//! FP32 values plus the version, any other type as sent. A version folder containing a file named
+//! `FAIL` fails to load. Inference can be held at a gate to make queue and drain behaviour
+//! deterministic.
 
 use super::{Backend, Executor, LoadSpec, LoadedModel};
 use crate::error::BackendError;
 use crate::serving::validate::ValidatedInputs;
 use crate::tensor::{tensor_from_slice, tensor_to_vec, DataType, Signature, Tensor, TensorSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -25,6 +28,8 @@ pub struct FakeControl {
     pub failing: AtomicBool,
     /// While set, every load panics (a runtime that crashes on a model).
     pub panicking: AtomicBool,
+    /// Signatures of the models that do not take `fake_signature()`, by model name.
+    signatures: Mutex<HashMap<String, Signature>>,
 }
 
 impl FakeControl {
@@ -35,6 +40,22 @@ impl FakeControl {
     pub fn open_gate(&self) {
         *self.gate_open.lock().unwrap() = true;
         self.gate.notify_all();
+    }
+
+    /// Versions of `model` loaded from now on take `signature`.
+    pub fn set_signature(&self, model: &str, signature: Signature) {
+        self.signatures
+            .lock()
+            .unwrap()
+            .insert(model.to_string(), signature);
+    }
+
+    fn signature_of(&self, model: &str) -> Signature {
+        let signatures = self.signatures.lock().unwrap();
+        signatures
+            .get(model)
+            .cloned()
+            .unwrap_or_else(fake_signature)
     }
 
     fn pass_gate(&self) {
@@ -108,7 +129,7 @@ impl Backend for FakeBackend {
         }
         self.control.loads.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(FakeModel {
-            signature: fake_signature(),
+            signature: self.control.signature_of(&spec.model),
             version: spec.version,
             control: self.control.clone(),
         }))
@@ -155,15 +176,17 @@ impl Executor for FakeExecutor {
     ) -> Result<Vec<Tensor>, BackendError> {
         self.control.pass_gate();
         self.control.inferences.fetch_add(1, Ordering::SeqCst);
-        let x = &inputs.tensors()[0];
-        let values: Vec<f32> = tensor_to_vec::<f32>(x)
-            .ok_or_else(|| BackendError::Infer("x is not FP32".into()))?
-            .into_iter()
-            .map(|v| v + self.add)
-            .collect();
-        Ok(outputs
-            .iter()
-            .map(|_| tensor_from_slice(DataType::F32, x.shape.clone(), &values))
-            .collect())
+        let inputs = inputs.tensors();
+        let answer = |output: usize| {
+            let x = &inputs[output % inputs.len()];
+            match tensor_to_vec::<f32>(x).filter(|_| x.dtype == DataType::F32) {
+                Some(values) => {
+                    let values: Vec<f32> = values.into_iter().map(|v| v + self.add).collect();
+                    tensor_from_slice(DataType::F32, x.shape.clone(), &values)
+                }
+                None => x.clone(),
+            }
+        };
+        Ok(outputs.iter().map(|&output| answer(output)).collect())
     }
 }

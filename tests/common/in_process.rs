@@ -9,7 +9,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use vinoserve::runtime::fake::FakeBackend;
+use vinoserve::runtime::fake::{fake_signature, FakeBackend};
+use vinoserve::tensor::{DataType, Signature, TensorSpec};
 
 pub struct InProcess {
     pub grpc_addr: SocketAddr,
@@ -27,21 +28,137 @@ pub fn fake_version(base: &Path, version: u64) {
     std::fs::write(dir.join("model.onnx"), b"").unwrap();
 }
 
+/// A model of the fake backend: its versions on disk, its config entry and its signature.
+#[derive(Clone)]
+pub struct FakeModel {
+    pub name: &'static str,
+    pub versions: Vec<u64>,
+    /// Extra fields of its config.json entry, e.g. `"model_version_policy": {"all": {}}`.
+    pub config: &'static str,
+    pub signature: Signature,
+    /// Its versions fail to load (a `FAIL` file in each folder).
+    pub broken: bool,
+}
+
+impl FakeModel {
+    /// `y = x + version` on `x: FP32 [1]`.
+    pub fn new(name: &'static str, versions: &[u64]) -> FakeModel {
+        FakeModel {
+            name,
+            versions: versions.to_vec(),
+            config: "",
+            signature: fake_signature(),
+            broken: false,
+        }
+    }
+
+    pub fn config(mut self, extra: &'static str) -> FakeModel {
+        self.config = extra;
+        self
+    }
+
+    /// The tensors it takes and answers: (name, type, shape; -1 for a dynamic dimension).
+    pub fn io(
+        mut self,
+        inputs: &[(&str, DataType, &[i64])],
+        outputs: &[(&str, DataType, &[i64])],
+    ) -> FakeModel {
+        let specs = |tensors: &[(&str, DataType, &[i64])]| {
+            tensors
+                .iter()
+                .map(|(name, dtype, shape)| TensorSpec {
+                    name: name.to_string(),
+                    dtype: *dtype,
+                    shape: shape.to_vec(),
+                })
+                .collect()
+        };
+        self.signature = Signature {
+            inputs: specs(inputs),
+            outputs: specs(outputs),
+        };
+        self
+    }
+
+    pub fn broken(mut self) -> FakeModel {
+        self.broken = true;
+        self
+    }
+}
+
+/// A committed fixture (tests/fixtures/models, README.md there) as the fake backend serves it:
+/// the same name, versions, tensor names, types and shapes; values `x + version` for FP32 and
+/// as sent otherwise. For what the serving layer does with a signature: errors, metadata.
+pub fn fixture(name: &'static str) -> FakeModel {
+    use DataType::{F16, F32, I64, U8};
+    let same = |dtype: DataType, shape: &'static [i64]| {
+        FakeModel::new(name, &[1]).io(&[("x", dtype, shape)], &[("y", dtype, shape)])
+    };
+    match name {
+        "identity" => same(F32, &[1, 10]),
+        "add" => FakeModel {
+            versions: vec![1, 2],
+            ..same(F32, &[1, 10])
+        },
+        "two_io" => FakeModel::new(name, &[1]).io(
+            &[("a", F32, &[1, 4]), ("b", F32, &[1, 4])],
+            &[("sum", F32, &[1, 4]), ("product", F32, &[1, 4])],
+        ),
+        "int64" => same(I64, &[1, 5]),
+        "half" => same(F16, &[1, 4]),
+        "uint8" => same(U8, &[1, 6]),
+        "dynamic" => same(F32, &[-1, 8]),
+        "broken" => FakeModel::new(name, &[1]).broken(),
+        other => panic!("no fixture named {other}"),
+    }
+}
+
+/// [`super::PROTOCOL_FIXTURES`] but those `without` names, `add` with `add_config`.
+pub fn protocol_fixtures(add_config: &'static str, without: &[&str]) -> Vec<FakeModel> {
+    super::PROTOCOL_FIXTURES
+        .into_iter()
+        .filter(|name| !without.contains(name))
+        .map(|name| fixture(name).config(if name == "add" { add_config } else { "" }))
+        .collect()
+}
+
 impl InProcess {
     /// Serves `models` (name, versions on disk) with the server's flags plus `extra`, and
     /// returns once the initial load has finished.
-    pub fn start(models: &[(&str, &[u64])], extra: &[&str]) -> InProcess {
+    pub fn start(models: &[(&'static str, &[u64])], extra: &[&str]) -> InProcess {
+        let models: Vec<FakeModel> = models
+            .iter()
+            .map(|(name, versions)| FakeModel::new(name, versions))
+            .collect();
+        InProcess::serve(&models, extra)
+    }
+
+    /// [`InProcess::start`] with models of any signature, config and state.
+    pub fn serve(models: &[FakeModel], extra: &[&str]) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
+        let backend = FakeBackend::default();
         let mut entries = Vec::new();
-        for (name, versions) in models {
-            let base = dir.path().join("models").join(name);
-            for &v in *versions {
+        for model in models {
+            let base = dir.path().join("models").join(model.name);
+            for &v in &model.versions {
                 fake_version(&base, v);
+                if model.broken {
+                    std::fs::write(base.join(v.to_string()).join("FAIL"), b"").unwrap();
+                }
             }
+            let extra = if model.config.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", model.config)
+            };
             entries.push(format!(
-                r#"{{"config": {{"name": "{name}", "base_path": "{}"}}}}"#,
+                r#"{{"config": {{"name": "{}", "base_path": "{}"{extra}}}}}"#,
+                model.name,
                 base.display()
             ));
+            backend
+                .control
+                .set_signature(model.name, model.signature.clone());
         }
         let config = dir.path().join("config.json");
         std::fs::write(
@@ -62,7 +179,6 @@ impl InProcess {
             models: args.server_config().unwrap(),
             default_batching: args.default_batching().unwrap(),
         };
-        let backend = FakeBackend::default();
         let served = backend.clone();
         let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -102,6 +218,11 @@ impl InProcess {
 
     pub fn rest_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.rest_addr)
+    }
+
+    /// The folder of `model`'s versions.
+    pub fn model_dir(&self, model: &str) -> std::path::PathBuf {
+        self.dir.path().join("models").join(model)
     }
 }
 

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+pub mod load;
+pub mod requests;
+pub mod rest;
+pub mod values;
 
 /// Every test server listens on ephemeral ports of the loopback interface.
 pub const LOOPBACK: [&str; 8] = [
@@ -44,6 +48,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The committed fixtures the protocol tests serve, real (`Repo::protocol_fixtures`) or on the
+/// fake backend (`in_process::protocol_fixtures`).
+pub const PROTOCOL_FIXTURES: [&str; 8] = [
+    "identity", "add", "two_io", "int64", "half", "uint8", "dynamic", "broken",
+];
+
+/// `add`'s config for the protocol tests: both versions served.
+pub const ADD_ALL_VERSIONS: &str = r#""model_version_policy": {"all": {}}"#;
+/// `add`'s config for the TFS REST tests: both versions, version 1 labelled `stable`.
+pub const ADD_WITH_LABEL: &str =
+    r#""model_version_policy": {"all": {}}, "version_labels": {"stable": 1}"#;
+
 /// A temporary repository with the named fixture models and a config.json listing them.
 pub struct Repo {
     pub dir: tempfile::TempDir,
@@ -73,6 +89,16 @@ impl Repo {
         Repo { dir }
     }
 
+    /// [`PROTOCOL_FIXTURES`] but those `without` names, `add` with `add_config`.
+    pub fn protocol_fixtures(add_config: &str, without: &[&str]) -> Repo {
+        let models: Vec<(&str, &str)> = PROTOCOL_FIXTURES
+            .into_iter()
+            .filter(|name| !without.contains(name))
+            .map(|name| (name, if name == "add" { add_config } else { "" }))
+            .collect();
+        Repo::new(&models)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("config.json")
     }
@@ -96,20 +122,12 @@ pub fn zeros_request(
     model: &str,
     width: usize,
 ) -> vinoserve::proto::tensorflow::serving::PredictRequest {
-    use vinoserve::proto::tensorflow::{DataType, TensorProto};
+    use vinoserve::proto::tensorflow::DataType;
     vinoserve::proto::tensorflow::serving::PredictRequest {
         model_spec: spec(model, None),
         inputs: [(
             "x".to_string(),
-            TensorProto {
-                dtype: DataType::DtFloat as i32,
-                tensor_shape: Some(vinoserve::api::tfs::codec::shape_proto(&[
-                    1i64,
-                    width as i64,
-                ])),
-                tensor_content: vec![0u8; width * 4].into(),
-                ..Default::default()
-            },
+            requests::tensor(DataType::DtFloat, &[1, width as i64], vec![0u8; width * 4]),
         )]
         .into(),
         ..Default::default()
@@ -385,6 +403,16 @@ pub fn spec(name: &str, version: Option<i64>) -> Option<ModelSpec> {
     })
 }
 
+/// A gRPC error with `code` whose message contains `part`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, part: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(part),
+        "{:?} does not contain {part:?}",
+        status.message()
+    );
+}
+
 /// Polls `probe` every 20 ms until it gives a value; fails the test after `timeout`, naming `what`.
 pub async fn eventually<T>(
     what: &str,
@@ -422,6 +450,44 @@ pub async fn wait_state(server: &Server, model: &str, version: i64, state: i32, 
             .then_some(())
     })
     .await
+}
+
+/// A model whose only version failed to load, as GetModelStatus at `grpc_url` reports it:
+/// asserts version 1 in END (50) with an error code; returns the error message.
+pub async fn load_error(grpc_url: String, model: &str) -> String {
+    let mut client = ModelServiceClient::connect(grpc_url).await.unwrap();
+    let request = GetModelStatusRequest {
+        model_spec: spec(model, None),
+    };
+    let statuses = client.get_model_status(request).await.unwrap().into_inner();
+    let status = &statuses.model_version_status[0];
+    assert_eq!((status.version, status.state), (1, 50), "{statuses:?}");
+    let error = status.status.as_ref().unwrap();
+    assert_ne!(error.error_code, 0);
+    error.error_message.clone()
+}
+
+/// GetModelMetadata's `signature_def` of `model`: its type URL and the decoded map.
+pub async fn signature_def(
+    client: &mut PredictionServiceClient<Channel>,
+    model: &str,
+) -> (
+    String,
+    vinoserve::proto::tensorflow::serving::SignatureDefMap,
+) {
+    use prost::Message;
+    let request = vinoserve::proto::tensorflow::serving::GetModelMetadataRequest {
+        model_spec: spec(model, None),
+        metadata_field: vec!["signature_def".into()],
+    };
+    let meta = client
+        .get_model_metadata(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let any = &meta.metadata["signature_def"];
+    let map = Message::decode(any.value.as_slice()).unwrap();
+    (any.type_url.clone(), map)
 }
 
 /// States (version, state) of a model as GetModelStatus reports them.

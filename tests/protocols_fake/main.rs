@@ -1,12 +1,21 @@
 //! The four front ends against the serving layer alone: the server runs in this process on the
-//! fake backend (`y = x + version`, `x: FP32 [1]`), so wire formats, version selection and the
-//! error mapping of TFS gRPC and REST and KServe v2 gRPC and REST are checked in milliseconds,
-//! without OpenVINO. The same behaviours on real models: tfs_grpc.rs, tfs_rest.rs, kserve.rs.
+//! fake backend (`y = x + version`), so wire formats, version selection, metadata, status,
+//! health, readiness and the error mapping of TFS gRPC and REST and KServe v2 gRPC and REST are
+//! checked in milliseconds, without OpenVINO. The models have the committed fixtures' names and
+//! signatures (`common::in_process::fixture`), so error texts read as they do on real models.
+//! What needs OpenVINO's results, real model files or the process: tests/tfs_grpc.rs,
+//! tests/tfs_rest.rs, tests/kserve.rs.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod kserve_grpc;
+mod kserve_rest;
+mod readiness;
+mod tfs_grpc;
+mod tfs_rest;
 
 use bytes::Bytes;
-use common::in_process::InProcess;
+use common::in_process::{protocol_fixtures, InProcess};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use tonic::Code;
@@ -16,6 +25,12 @@ use vinoserve::proto::inference::ModelInferRequest;
 use vinoserve::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use vinoserve::proto::tensorflow::serving::PredictRequest;
 use vinoserve::proto::tensorflow::{DataType as Tf, TensorProto};
+
+/// The fixtures the real-model protocol tests serve, `add` with `add_config`, on the fake
+/// backend.
+fn all_fixtures(add_config: &'static str) -> InProcess {
+    InProcess::serve(&protocol_fixtures(add_config, &[]), &[])
+}
 
 fn predict(model: &str, version: Option<i64>, dtype: Tf, content: &[u8]) -> PredictRequest {
     PredictRequest {
