@@ -566,7 +566,10 @@ async fn a_large_body_is_read_into_one_buffer_of_its_size() {
     assert_eq!(answer.status(), 404);
     let growth = status_kib(pid, "VmHWM:").saturating_sub(before) * 1024;
     let ratio = growth as f64 / body.len() as f64;
-    println!("peak RSS +{growth} bytes reading a {} byte body ({ratio:.2}×)", body.len());
+    println!(
+        "peak RSS +{growth} bytes reading a {} byte body ({ratio:.2}×)",
+        body.len()
+    );
     assert!(
         growth < body.len() * 3 / 2,
         "peak RSS grew {growth} bytes reading a {}-byte body ({ratio:.2}×)",
