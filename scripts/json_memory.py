@@ -11,7 +11,9 @@ body of about --mb MB each, then the TFS body to `add`, which decodes it in full
 VmHWM (peak; reset through /proc/PID/clear_refs before the request), VmRSS right after the answer
 and again after --settle seconds. Meanwhile two clients post small `add` predicts on their own
 keep-alive connections; their latencies while the big body is in flight are compared with an idle
-window of the same length just before. Stdlib only; loopback only.
+window just before, and split into the upload (until the client's send returns) and what follows
+(decoding, inference, the answer). `--bodies unread` posts the TFS body to an unknown model:
+read in full, refused before decoding. Stdlib only; loopback only.
 
 Usage: scripts/json_memory.py [--mb 100] [--rounds 2] [--settle 2] NAME=BINARY [NAME=BINARY ...]
 """
