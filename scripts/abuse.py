@@ -4,10 +4,11 @@
 Starts vinoserve (target/release/vinoserve, else target/debug) on 127.0.0.1 with the `add`
 fixture under `prlimit --nofile=1024`, and for each probe runs the load generator (4 closed-loop
 gRPC clients) alongside it; prints, per probe, normal traffic's answers, errors and p99, and the
-server's RSS, open descriptors and CPU seconds before and after. Stdlib only; loopback only;
-every loop is bounded in count and time.
+server's RSS, open descriptors and CPU seconds before and after. The last probe runs on a second
+server started with a topology (`add` in a placement worker pinned to CPU 1) and SIGKILLs that
+worker under the load. Stdlib only; loopback only; every loop is bounded in count and time.
 
-Usage: scripts/abuse.sh [--seconds N]   (N: each probe's window, default 8)
+Usage: scripts/abuse.sh [--seconds N] [--only TEXT]   (N: each probe's window, default 8)
 """
 import argparse
 import json
@@ -44,9 +45,9 @@ def loadgen() -> Path:
 
 
 class Server:
-    def __init__(self, repo: Path):
+    def __init__(self, repo: Path, extra: list = ()):
         self.process = subprocess.Popen(
-            ["prlimit", "--nofile=1024", "--", str(binary("vinoserve")),
+            ["prlimit", "--nofile=1024", "--", str(binary("vinoserve")), *extra,
              "--config_path", str(repo / "config.json"),
              "--port", "0", "--rest_port", "0",
              "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1",
@@ -63,6 +64,8 @@ class Server:
                 self.rest = line.split()[-1]
             elif line.startswith("vinoserve: models loaded"):
                 break
+        if self.rest is None:
+            sys.exit("abuse.py: the server did not start; run it by hand to see why")
 
     def pid(self) -> int:
         # prlimit execs the server: same pid.
@@ -91,7 +94,7 @@ class Server:
 
 
 def normal_load(server: Server, seconds: int, out: dict):
-    """4 closed-loop clients for `seconds`; fills `out` with req/s, errors, p99 ms."""
+    """4 closed-loop clients for `seconds`; fills `out` with req/s, errors, p99 and max ms."""
     result = subprocess.run(
         [str(loadgen()), "--grpc", server.grpc, "--model", "add", "--input", "x",
          "--shape", "1,10", "--clients", "4", "--duration", str(seconds), "--warmup", "0",
@@ -101,7 +104,7 @@ def normal_load(server: Server, seconds: int, out: dict):
     for line in result.stdout.splitlines():
         if line.startswith("{"):
             report = json.loads(line)
-            out.update({k: report.get(k) for k in ("req_per_s", "errors", "p99_ms")})
+            out.update({k: report.get(k) for k in ("req_per_s", "errors", "p99_ms", "max_ms")})
 
 
 # ------------------------------------------------------------------ probes (each bounded)
@@ -234,21 +237,59 @@ def unread_answers(server: Server, stop: float):
     return f"30 sent, {30 - left} disconnected by the server"
 
 
+def get_json(url: str):
+    return json.loads(urllib.request.urlopen(url, timeout=30).read())
+
+
+def worker_of(server: Server, model: str) -> tuple:
+    """(pid, restarts) of the placement worker serving `model`, from GET /v1/placement."""
+    for entry in get_json(f"http://{server.rest}/v1/placement")["models"]:
+        if entry["name"] == model:
+            return entry.get("worker_pid"), entry["worker_restarts"]
+    sys.exit(f"abuse.py: {model} is not in the placement")
+
+
+def kill_workers(server: Server, stop: float):
+    """SIGKILLs `add`'s placement worker, waits for its replacement, and again until `stop`."""
+    kills, back_ms = 0, []
+    while time.time() < stop:
+        time.sleep(1)  # load on the running worker first
+        pid, restarts = worker_of(server, "add")
+        if pid is None:
+            continue
+        os.kill(pid, 9)
+        killed = time.monotonic()
+        kills += 1
+        # Back when /v1/placement shows a new worker; bounded like everything here.
+        while time.monotonic() - killed < 60:
+            now, count = worker_of(server, "add")
+            if now not in (None, pid) and count > restarts:
+                back_ms.append((time.monotonic() - killed) * 1e3)
+                break
+            time.sleep(0.01)
+    slowest = f", each back within {max(back_ms):.0f} ms" if back_ms else ""
+    return f"{kills} kills, {len(back_ms)} replacements{slowest}"
+
+
+# (name, probe, on the server with a topology)
 PROBES = [
-    ("baseline (no probe)", None),
-    ("unknown model names (at most 20,000)", unknown_names),
-    ("5 MB signature_name echoes", huge_echo),
-    ("45 MB and 6.8 MB JSON bodies (budget 8 MB)", big_json),
-    ("200 trickling REST bodies", slow_bodies),
-    ("300 silent gRPC connections", silent_connections),
-    ("1,200 connections, 1,024 descriptors", descriptor_flood),
-    ("4 MB answers never read (send timeout 5 s)", unread_answers),
+    ("baseline (no probe)", None, False),
+    ("unknown model names (at most 20,000)", unknown_names, False),
+    ("5 MB signature_name echoes", huge_echo, False),
+    ("45 MB and 6.8 MB JSON bodies (budget 8 MB)", big_json, False),
+    ("200 trickling REST bodies", slow_bodies, False),
+    ("300 silent gRPC connections", silent_connections, False),
+    ("1,200 connections, 1,024 descriptors", descriptor_flood, False),
+    ("4 MB answers never read (send timeout 5 s)", unread_answers, False),
+    ("with a topology: baseline (no probe)", None, True),
+    ("with a topology: placement worker SIGKILLed", kill_workers, True),
 ]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--only", default="", help="run only the probes whose name contains this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as repo:
         repo = Path(repo)
@@ -259,11 +300,25 @@ def main():
             '{"config": {"name": "add", "base_path": "models/add"}},'
             '{"config": {"name": "dynamic", "base_path": "models/dynamic"}}]}'
         )
-        server = Server(repo)
-        print("| probe | normal req/s | normal errors | normal p99 ms | RSS MiB | fds | CPU s | /metrics KB |")
-        print("|---|---|---|---|---|---|---|---|")
+        # Every model needs a place: `add` (the one under load and killed) on CPU 1.
+        (repo / "topology.toml").write_text(
+            "[models.add]\nnode = 0\ncore_ids = [1]\n\n[models.dynamic]\nnode = 0\ncore_ids = [0]\n"
+        )
+        servers = {False: Server(repo)}
+        print("| probe | normal req/s | normal errors | normal p99 ms | normal max ms | RSS MiB | fds "
+              "| CPU s | /metrics KB |")
+        print("|---|---|---|---|---|---|---|---|---|")
         try:
-            for name, probe in PROBES:
+            for name, probe, placed in PROBES:
+                if args.only not in name:
+                    continue
+                if placed and len(os.sched_getaffinity(0)) < 2:
+                    print(f"| {name}: SKIPPED, the topology needs CPUs 0 and 1 | | | | | | | | |")
+                    continue
+                if placed not in servers:
+                    servers[False].stop()
+                    servers[True] = Server(repo, ["--topology", str(repo / "topology.toml")])
+                server = servers[placed]
                 before = server.vitals()
                 load = {}
                 loader = threading.Thread(target=normal_load, args=(server, args.seconds, load))
@@ -275,11 +330,14 @@ def main():
                 time.sleep(6)  # past the server's 5 s timeouts, so what they free is freed
                 after = server.vitals()
                 delta = lambda k: f"{before[k]} → {after[k]}"
-                print(f"| {name} | {load.get('req_per_s', '?'):.0f} | {load.get('errors', '?')} | "
-                      f"{load.get('p99_ms', '?')} | {delta('rss_mib')} | {delta('fds')} | "
+                ms = lambda k: f"{load[k]:.2f}" if isinstance(load.get(k), (int, float)) else "?"
+                print(f"| {name} | {load.get('req_per_s', 0):.0f} | {load.get('errors', '?')} | "
+                      f"{ms('p99_ms')} | {ms('max_ms')} | {delta('rss_mib')} | {delta('fds')} | "
                       f"{after['cpu_s'] - before['cpu_s']:.1f} | {delta('metrics_kb')} |", flush=True)
         finally:
-            server.stop()
+            for server in servers.values():
+                if server.process.poll() is None:
+                    server.stop()
 
 
 if __name__ == "__main__":

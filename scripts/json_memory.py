@@ -6,12 +6,14 @@ Starts each binary on 127.0.0.1 with the `image_stats_f32` fixture ([-1,32,32,3]
 fixture, then, alternating between the binaries, posts a TFS row-format body and a KServe v2 JSON
 body of about --mb MB each, then the TFS body to `add`, which decodes it in full and refuses it
 (400: shape), so that its window holds the upload and the decoding but no inference.
-`--bodies dynamic` posts rows of 8 to the `dynamic` fixture instead, whose answer is as large
-as the request. Per request it reads the server's /proc/PID/status: VmRSS before,
+`--bodies dynamic` (TFS) and `--bodies kserve-dynamic` (KServe `data`) post rows of 8 to the
+`dynamic` fixture instead, whose answer is as large as the request. Per request it reads the server's /proc/PID/status: VmRSS before,
 VmHWM (peak; reset through /proc/PID/clear_refs before the request), VmRSS right after the answer
 and again after --settle seconds. Meanwhile two clients post small `add` predicts on their own
 keep-alive connections; their latencies while the big body is in flight are compared with an idle
-window of the same length just before. Stdlib only; loopback only.
+window just before, and split into the upload (until the client's send returns) and what follows
+(decoding, inference, the answer). `--bodies unread` posts the TFS body to an unknown model:
+read in full, refused before decoding. Stdlib only; loopback only.
 
 Usage: scripts/json_memory.py [--mb 100] [--rounds 2] [--settle 2] NAME=BINARY [NAME=BINARY ...]
 """
@@ -32,9 +34,10 @@ MIB = 1 << 20
 
 
 class Server:
-    def __init__(self, binary: str, repo: Path):
+    def __init__(self, binary: str, repo: Path, extra: list = ()):
+        self.sent = 0.0
         self.process = subprocess.Popen(
-            [binary, "--config_path", str(repo / "config.json"), "--port", "0", "--rest_port", "0",
+            [binary, *extra, "--config_path", str(repo / "config.json"), "--port", "0", "--rest_port", "0",
              "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1",
              "--max_json_body_size", str(1 << 30), "--log_level", "WARNING"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -58,6 +61,9 @@ class Server:
     def post(self, path: str, body: bytes, timeout: float = 600) -> tuple:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         connection.request("POST", path, body, {"Content-Type": "application/json"})
+        # The body is in the kernel's buffers (a few MB on loopback): about when the server has
+        # read it, so what follows is the decoding (and inference) and the answer.
+        self.sent = time.monotonic()
         answer = connection.getresponse()
         data = answer.read()
         connection.close()
@@ -91,6 +97,14 @@ def rows_of_8_body(mb: int) -> bytes:
     row = "[" + ",".join(["0.25", "0.5", "0.75", "1.0", "0.125", "0.25", "0.5", "0.75"]) + "]"
     count = max(1, mb * MIB // (len(row) + 1))
     return ('{"instances": [' + ",".join([row] * count) + "]}").encode()
+
+
+def kserve_rows_of_8_body(mb: int) -> bytes:
+    """For `dynamic` over KServe v2: an answer (`data`) as large as the request."""
+    row = ",".join(["0.25", "0.5", "0.75", "1.0", "0.125", "0.25", "0.5", "0.75"])
+    count = max(1, mb * MIB // (len(row) + 1))
+    return ('{"inputs": [{"name": "x", "shape": [%d, 8], "datatype": "FP32", "data": [%s]}]}'
+            % (count, ",".join([row] * count))).encode()
 
 
 SMALL = json.dumps({"instances": [[0.5] * 10]}).encode()
@@ -146,6 +160,8 @@ def measure(server: Server, path: str, body: bytes, settle: float) -> dict:
     rss_settled = server.status_kib("VmRSS")
     idle = [lat for (t, lat, ok) in samples if idle_start <= t < idle_start + 3.0]
     busy = [lat for (t, lat, ok) in samples if start <= t < start + took]
+    upload = [lat for (t, lat, ok) in samples if start <= t < server.sent]
+    after_upload = [lat for (t, lat, ok) in samples if server.sent <= t < start + took]
     errors = sum(1 for (t, lat, ok) in samples if not ok and start <= t < start + took)
     return {
         "status": status, "answer": answer[:120], "seconds": took,
@@ -155,6 +171,9 @@ def measure(server: Server, path: str, body: bytes, settle: float) -> dict:
         "idle_p50_ms": percentile(idle, 50) * 1e3, "idle_p99_ms": percentile(idle, 99) * 1e3,
         "busy_p50_ms": percentile(busy, 50) * 1e3, "busy_p99_ms": percentile(busy, 99) * 1e3,
         "busy_n": len(busy), "busy_errors": errors,
+        "upload_s": server.sent - start,
+        "upload_p99_ms": percentile(upload, 99) * 1e3, "upload_n": len(upload),
+        "after_upload_p99_ms": percentile(after_upload, 99) * 1e3, "after_upload_n": len(after_upload),
     }
 
 
@@ -164,19 +183,26 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--bodies", default="tfs,kserve,refused",
-                        help="comma-separated: tfs, kserve, refused, dynamic (answer as large as the request)")
+                        help="comma-separated: tfs, kserve, refused, unread, dynamic, kserve-dynamic "
+                             "(the last two: an answer as large as the request)")
+    parser.add_argument("--server-args", default="", help="more flags for every server, e.g. '--rest_workers 4'")
     parser.add_argument("binaries", nargs="+", help="NAME=PATH")
     args = parser.parse_args()
     wanted = args.bodies.split(",")
-    tfs = tfs_body(args.mb) if {"tfs", "refused"} & set(wanted) else None
+    tfs = tfs_body(args.mb) if {"tfs", "refused", "unread"} & set(wanted) else None
     # `refused` is decoded in full, then refused (`add` takes [1,10]): its window is the
     # upload and the decoding alone, without the inference on thousands of images.
     makers = {
         "tfs": lambda: ("TFS rows", "/v1/models/image_stats_f32:predict", tfs),
         "kserve": lambda: ("KServe data", "/v2/models/image_stats_f32/infer", kserve_body(args.mb)),
         "refused": lambda: ("TFS rows, refused after decoding", "/v1/models/add:predict", tfs),
+        # Read in full, then refused before decoding (404): the upload's share of the window.
+        "unread": lambda: ("TFS rows to an unknown model, read but not decoded",
+                           "/v1/models/unknown:predict", tfs),
         "dynamic": lambda: ("TFS rows, answer as large", "/v1/models/dynamic:predict",
                             rows_of_8_body(args.mb)),
+        "kserve-dynamic": lambda: ("KServe data, answer as large", "/v2/models/dynamic/infer",
+                                   kserve_rows_of_8_body(args.mb)),
     }
     bodies = [makers[name]() for name in wanted]
     with tempfile.TemporaryDirectory() as repo:
@@ -186,23 +212,26 @@ def main():
             shutil.copytree(ROOT / "tests/fixtures/models" / name, repo / "models" / name)
             config.append({"config": {"name": name, "base_path": f"models/{name}"}})
         (repo / "config.json").write_text(json.dumps({"model_config_list": config}))
-        servers = [(name, Server(path, repo)) for name, path in
+        servers = [(name, Server(path, repo, args.server_args.split())) for name, path in
                    (b.split("=", 1) for b in args.binaries)]
         print("| binary | body | MB | status | s | RSS before MiB | peak MiB | peak extra ÷ body "
-              "| RSS after MiB | after settle MiB | small p50/p99 idle ms | small p50/p99 busy ms (n, errors) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| RSS after MiB | after settle MiB | small p50/p99 idle ms | small p50/p99 busy ms (n, errors) "
+              "| upload s | small p99 ms during upload (n) | small p99 ms after upload (n) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         try:
             for _ in range(args.rounds):
                 for label, path, body in bodies:
                     for name, server in servers:
                         r = measure(server, path, body, args.settle)
-                        if r["status"] != 200 and "add" not in path:
+                        if r["status"] != 200 and "add" not in path and "unknown" not in path:
                             print(f"  {name} {label}: HTTP {r['status']} {r['answer']!r}", file=sys.stderr)
                         print(f"| {name} | {label} | {len(body) / MIB:.0f} | {r['status']} | {r['seconds']:.1f} "
                               f"| {r['rss_before_mib']:.0f} | {r['peak_mib']:.0f} | {r['peak_extra_x']:.2f} "
                               f"| {r['rss_after_mib']:.0f} | {r['rss_settled_mib']:.0f} "
                               f"| {r['idle_p50_ms']:.1f} / {r['idle_p99_ms']:.1f} "
-                              f"| {r['busy_p50_ms']:.1f} / {r['busy_p99_ms']:.1f} ({r['busy_n']}, {r['busy_errors']}) |",
+                              f"| {r['busy_p50_ms']:.1f} / {r['busy_p99_ms']:.1f} ({r['busy_n']}, {r['busy_errors']}) "
+                              f"| {r['upload_s']:.2f} | {r['upload_p99_ms']:.1f} ({r['upload_n']}) "
+                              f"| {r['after_upload_p99_ms']:.1f} ({r['after_upload_n']}) |",
                               flush=True)
         finally:
             for _, server in servers:

@@ -3,7 +3,7 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by the drain timeout),
 //! retire every version, let workers drain and join.
 
-use crate::api::rest::body::{BodyTimeout, JsonLimit};
+use crate::api::rest::body::{BodyLimit, BodyTimeout, JsonLimit};
 use crate::api::rest::routes::only;
 use crate::api::{grpc, kserve, rest, tfs};
 use crate::config::{ServeArgs, ServerConfig};
@@ -67,7 +67,7 @@ fn start_rest(
             .app_data(manager.clone())
             .app_data(readiness.clone())
             .app_data(placement.clone())
-            .app_data(web::PayloadConfig::new(limit))
+            .app_data(BodyLimit(limit))
             .app_data(body_timeout)
             .app_data(json_limit)
             .service(only("/v1/placement", Method::GET, placement_status))
@@ -81,7 +81,7 @@ fn start_rest(
             // TFS REST bodies are all JSON: their budget applies before they are read.
             .service(
                 web::resource("/v1/models/{tail:.*}")
-                    .app_data(web::PayloadConfig::new(json_limit.0.min(limit)))
+                    .app_data(BodyLimit(json_limit.0.min(limit)))
                     .route(web::route().to(tfs::rest::models)),
             )
             .configure(kserve::rest::routes);

@@ -541,3 +541,38 @@ async fn a_large_json_body_costs_a_small_multiple_of_its_size() {
         );
     }
 }
+
+/// A REST body is read into one buffer of its announced `Content-Length`: reading a 48 MiB
+/// body (to an unknown model, so it is read in full and answered 404 without decoding) grows
+/// peak RSS by about its size. Read by doubling from 8 KiB, as actix's extractor does, the last
+/// doubling held the old 32 MiB and the new 64 MiB buffers at once (100 MB bodies: 2.4× their
+/// size, docs/json-memory.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_is_read_into_one_buffer_of_its_size() {
+    let repo = Repo::new(&[("add", "")]);
+    let server = Server::with_config(&repo, &["--max_json_body_size", "67108864"]);
+    server.wait_loaded();
+    let http = reqwest::Client::new();
+    let body = vec![b' '; 48 << 20];
+    let pid = server.child.id();
+    let before = status_kib(pid, "VmRSS:");
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let answer = http
+        .post(server.rest_url("/v1/models/unknown:predict"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    let growth = status_kib(pid, "VmHWM:").saturating_sub(before) * 1024;
+    let ratio = growth as f64 / body.len() as f64;
+    println!(
+        "peak RSS +{growth} bytes reading a {} byte body ({ratio:.2}×)",
+        body.len()
+    );
+    assert!(
+        growth < body.len() * 3 / 2,
+        "peak RSS grew {growth} bytes reading a {}-byte body ({ratio:.2}×)",
+        body.len()
+    );
+}

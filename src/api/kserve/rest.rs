@@ -5,7 +5,7 @@ use crate::api::handling::{Answer, Handling, KSERVE};
 use crate::api::json::threads as json_threads;
 use crate::api::kserve::codec::version_selector;
 use crate::api::kserve::grpc::{model_metadata, server_metadata};
-use crate::api::kserve::json::{decode_request, encode_response};
+use crate::api::kserve::json::{decode_request, encode_response, ResponseHeader};
 use crate::api::rest::body::{give_memory_back, json_too_large, Body, JsonLimit};
 use crate::api::rest::routes::only;
 use crate::api::status::body_error;
@@ -225,8 +225,12 @@ async fn model_infer(
 }
 
 /// JSON header then the outputs' bytes, streamed as they are (no copy into one buffer).
-fn binary_response(json: Value, binary: Vec<Bytes>) -> HttpResponse {
-    let header = Bytes::from(json.to_string());
+fn binary_response(json: ResponseHeader, binary: Vec<Bytes>) -> HttpResponse {
+    let header = match serde_json::to_vec(&json) {
+        Ok(header) => Bytes::from(header),
+        // As `.json()` answers a body that cannot be serialized (ours always can: strings and numbers).
+        Err(e) => return HttpResponse::from_error(e),
+    };
     let size = header.len() + binary.iter().map(Bytes::len).sum::<usize>();
     let chunks = std::iter::once(header.clone()).chain(binary);
     HttpResponse::Ok()

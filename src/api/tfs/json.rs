@@ -228,16 +228,29 @@ impl Elems<'_> {
     }
 }
 
-/// A tensor's elements as one flat JSON list (KServe v2 `data`), written as TFS responses are.
-pub(crate) fn flat_values(name: &str, tensor: &Tensor) -> Value {
-    let count = element_count(&tensor.shape).unwrap_or(0);
-    let view = View::new(name, tensor);
-    let flat = Nested {
-        view: &view,
-        dims: &[count],
-        start: 0,
-    };
-    serde_json::to_value(flat).unwrap_or(Value::Null)
+/// A tensor's elements as one flat JSON list (KServe v2 `data`), written as TFS responses are:
+/// serialized straight from the tensor, element by element.
+pub(crate) struct FlatValues<'a> {
+    view: View<'a>,
+    count: usize,
+}
+
+pub(crate) fn flat_values<'a>(name: &str, tensor: &'a Tensor) -> FlatValues<'a> {
+    FlatValues {
+        view: View::new(name, tensor),
+        count: element_count(&tensor.shape).unwrap_or(0),
+    }
+}
+
+impl Serialize for FlatValues<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Nested {
+            view: &self.view,
+            dims: std::slice::from_ref(&self.count),
+            start: 0,
+        }
+        .serialize(serializer)
+    }
 }
 
 fn le<const N: usize>(bytes: &[u8], i: usize) -> [u8; N] {
