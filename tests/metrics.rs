@@ -55,6 +55,22 @@ async fn counters_and_histograms_move_by_the_traffic_sent() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // KServe's model calls are counted as OVMS counts them: ModelReady without a version,
+    // ModelMetadata under the version that answered.
+    for path in [
+        "/v2/models/add/ready",
+        "/v2/models/add/ready",
+        "/v2/models/add",
+    ] {
+        let r = http.get(server.rest_url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = http
+        .get(server.rest_url("/v2/models/add/versions/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     let response = http.get(server.rest_url("/metrics")).send().await.unwrap();
     assert!(response.headers()["content-type"]
@@ -87,6 +103,29 @@ async fn counters_and_histograms_move_by_the_traffic_sent() {
         ("version", "1"),
     ];
     assert_eq!(delta("ovms_requests_success", &rest_predict), 3.0);
+    let kserve_rest = |method| {
+        [
+            ("api", "KServe"),
+            ("interface", "REST"),
+            ("method", method),
+            ("name", "add"),
+        ]
+    };
+    assert_eq!(
+        delta("ovms_requests_success", &kserve_rest("ModelReady")),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "ovms_requests_success",
+            &[&kserve_rest("ModelMetadata")[..], &[("version", "2")]].concat()
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta("ovms_requests_fail", &kserve_rest("ModelMetadata")),
+        1.0
+    );
     assert_eq!(
         delta(
             "ovms_request_time_us_count",

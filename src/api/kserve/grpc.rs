@@ -121,6 +121,7 @@ impl GrpcInferenceService for KServeGrpc {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let ModelReadyRequest { name, version } = request.get_ref();
         handling("ModelReady", name, &request)
+            .counted(KSERVE, &self.registry)
             .grpc(async {
                 let ready = self
                     .readiness
@@ -145,6 +146,7 @@ impl GrpcInferenceService for KServeGrpc {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let ModelMetadataRequest { name, version } = request.get_ref();
         handling("ModelMetadata", name, &request)
+            .counted(KSERVE, &self.registry)
             .grpc(async {
                 let (metadata, servable) = model_metadata(&self.registry, name, version)?;
                 Ok(Answer::new(metadata).by_version(servable.version))

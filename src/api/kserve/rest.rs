@@ -96,9 +96,14 @@ async fn ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> Ht
 }
 
 /// `{"name": ..., "ready": ...}`, the protocol's model-ready response.
-async fn model_ready(request: HttpRequest, readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
+async fn model_ready(
+    request: HttpRequest,
+    readiness: web::Data<Arc<Readiness>>,
+    registry: web::Data<Arc<Registry>>,
+) -> HttpResponse {
     let (model, version) = model_path(&request);
     handling("ModelReady", model, &request)
+        .counted(KSERVE, &registry)
         .rest(
             async {
                 let ready = readiness.model_ready(model, &version_selector(version)?)?;
@@ -128,6 +133,7 @@ fn tensors_json(tensors: &[TensorMetadata]) -> Vec<Value> {
 async fn metadata(request: HttpRequest, registry: web::Data<Arc<Registry>>) -> HttpResponse {
     let (model, version) = model_path(&request);
     handling("ModelMetadata", model, &request)
+        .counted(KSERVE, &registry)
         .rest(
             async {
                 let (m, servable) = model_metadata(&registry, model, version)?;
