@@ -539,6 +539,13 @@ async fn a_large_json_body_costs_a_small_multiple_of_its_size() {
             "{path}: peak RSS grew {growth} bytes for a {}-byte body ({ratio:.1}×)",
             body.len()
         );
+        // The memory is given back before the answer leaves (glibc's trim, mimalloc's collect).
+        let kept = status_kib(pid, "VmRSS:").saturating_sub(before) * 1024;
+        assert!(
+            kept < body.len() / 2,
+            "{path}: {kept} bytes still resident after a {}-byte body",
+            body.len()
+        );
     }
 }
 
