@@ -107,6 +107,24 @@ def kserve_rows_of_8_body(mb: int) -> bytes:
             % (count, ",".join([row] * count))).encode()
 
 
+HOG = ("import os, time\nnice = os.environ['HOG_NICE']\n"
+       "if nice == 'idle':\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+       "else:\n    os.nice(int(nice))\n"
+       "end = time.monotonic() + float(os.environ['HOG_S'])\n"
+       "while time.monotonic() < end:\n    pass\n")
+
+
+def cpu_hog(server: Server, hog: tuple) -> tuple:
+    """The decoding window's floor: one thread as busy and as nice as a large body's decoding
+    thread, in another process, with no body at all. What small requests' latency is then is the
+    machine's (the kernel's scheduler on these cores), not the server's."""
+    seconds, nice = hog
+    server.sent = time.monotonic()
+    subprocess.run([sys.executable, "-c", HOG], env={"HOG_S": str(seconds), "HOG_NICE": str(nice)},
+                   check=True)
+    return 0, b""
+
+
 SMALL = json.dumps({"instances": [[0.5] * 10]}).encode()
 
 
@@ -149,7 +167,7 @@ def measure(server: Server, path: str, body: bytes, settle: float) -> dict:
     rss_before = server.status_kib("VmRSS")
     server.reset_peak()
     start = time.monotonic()
-    status, answer = server.post(path, body)
+    status, answer = server.post(path, body) if path else cpu_hog(server, body)
     took = time.monotonic() - start
     rss_after = server.status_kib("VmRSS")
     peak = server.status_kib("VmHWM")
@@ -167,7 +185,7 @@ def measure(server: Server, path: str, body: bytes, settle: float) -> dict:
         "status": status, "answer": answer[:120], "seconds": took,
         "rss_before_mib": rss_before / 1024, "peak_mib": peak / 1024,
         "rss_after_mib": rss_after / 1024, "rss_settled_mib": rss_settled / 1024,
-        "peak_extra_x": (peak - rss_before) * 1024 / len(body),
+        "peak_extra_x": (peak - rss_before) * 1024 / len(body) if path else 0.0,
         "idle_p50_ms": percentile(idle, 50) * 1e3, "idle_p99_ms": percentile(idle, 99) * 1e3,
         "busy_p50_ms": percentile(busy, 50) * 1e3, "busy_p99_ms": percentile(busy, 99) * 1e3,
         "busy_n": len(busy), "busy_errors": errors,
@@ -184,7 +202,13 @@ def main():
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--bodies", default="tfs,kserve,refused",
                         help="comma-separated: tfs, kserve, refused, unread, dynamic, kserve-dynamic "
-                             "(the last two: an answer as large as the request)")
+                             "(those two: an answer as large as the request), hog (no body: the "
+                             "decoding window's floor)")
+    parser.add_argument("--hog-seconds", type=float, default=1.5,
+                        help="how long the `hog` side's busy loop runs (about a 100 MB body's decoding)")
+    parser.add_argument("--hog-nice", default="19",
+                        help="the `hog` side's nice value (a large body's decoding thread starts at 19, "
+                             "or stays at 10 where priorities cannot be raised), or `idle` for SCHED_IDLE")
     parser.add_argument("--server-args", default="", help="more flags for every server, e.g. '--rest_workers 4'")
     parser.add_argument("binaries", nargs="+", help="NAME=PATH")
     args = parser.parse_args()
@@ -203,6 +227,9 @@ def main():
                             rows_of_8_body(args.mb)),
         "kserve-dynamic": lambda: ("KServe data, answer as large", "/v2/models/dynamic/infer",
                                    kserve_rows_of_8_body(args.mb)),
+        # No request: a busy loop in another process for --hog-seconds (the floor).
+        "hog": lambda: (f"no body: a nice-{args.hog_nice} CPU hog in another process", None,
+                        (args.hog_seconds, args.hog_nice)),
     }
     bodies = [makers[name]() for name in wanted]
     with tempfile.TemporaryDirectory() as repo:
@@ -223,9 +250,9 @@ def main():
                 for label, path, body in bodies:
                     for name, server in servers:
                         r = measure(server, path, body, args.settle)
-                        if r["status"] != 200 and "add" not in path and "unknown" not in path:
+                        if path and r["status"] != 200 and "add" not in path and "unknown" not in path:
                             print(f"  {name} {label}: HTTP {r['status']} {r['answer']!r}", file=sys.stderr)
-                        print(f"| {name} | {label} | {len(body) / MIB:.0f} | {r['status']} | {r['seconds']:.1f} "
+                        print(f"| {name} | {label} | {len(body) / MIB if path else 0:.0f} | {r['status']} | {r['seconds']:.1f} "
                               f"| {r['rss_before_mib']:.0f} | {r['peak_mib']:.0f} | {r['peak_extra_x']:.2f} "
                               f"| {r['rss_after_mib']:.0f} | {r['rss_settled_mib']:.0f} "
                               f"| {r['idle_p50_ms']:.1f} / {r['idle_p99_ms']:.1f} "

@@ -4,24 +4,17 @@
 //! Decoding a 100 MB body keeps a core busy for about a second. On actix's blocking pool it
 //! competes as an equal with the REST threads answering other clients; on a host with few cores
 //! those clients' latency then follows the decode. Bodies of [`LOW_PRIORITY_FROM`] or more are
-//! decoded on threads of their own, 10 nicer than the process (Linux sets nice values per
-//! thread): CFS gives them about a tenth of a contended core's time. Not `SCHED_IDLE`, which
-//! measured a little better for other clients' latency on an idle VM but starves the decode when
-//! the cores are saturated (weight 3 against 1,024): under `stress-ng --cpu 2` the test suite's
-//! 20.8 MB body was still undecoded after 4 minutes, and a server whose inference keeps every
-//! core busy would never answer a large JSON request. Smaller bodies stay on the blocking pool at
-//! normal priority, where a lower priority would only slow them under load. An unprivileged
-//! thread cannot lower its nice value again, hence a pool of its own rather than a demoted
-//! blocking thread.
+//! decoded on threads of their own, whose priority [`super::priority`] keeps as low as it can
+//! while they get CPU time and raises while they are starved (Linux sets nice values per
+//! thread). Smaller bodies stay on the blocking pool at normal priority, where a lower priority
+//! would only slow them under load.
 
+use super::priority::{self, Levels, Watchdog};
 use crossbeam_channel::{unbounded, Sender};
 use std::sync::OnceLock;
 
 /// Bodies from this size on are decoded at low priority.
 pub const LOW_PRIORITY_FROM: usize = 1 << 20;
-
-/// How much nicer than the process the large bodies' decoding threads are.
-const NICER_BY: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -53,10 +46,13 @@ fn pool() -> &'static Sender<Job> {
             std::thread::Builder::new()
                 .name(format!("json-decode-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    let levels = levels_here();
+                    let watchdog = Watchdog::shared(&levels);
+                    levels.lower(priority::current_tid());
                     for job in rx {
                         // A panicking decode drops its answer channel: the request gets an error.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        let job = std::panic::AssertUnwindSafe(job);
+                        let _ = watchdog.watch(|| std::panic::catch_unwind(job));
                     }
                 })
                 .expect("spawn a JSON decoding thread");
@@ -65,24 +61,10 @@ fn pool() -> &'static Sender<Job> {
     })
 }
 
-/// This thread's nice value (Linux: per thread).
-#[cfg(target_os = "linux")]
-fn nice() -> i32 {
-    // SAFETY: gettid and getpriority only read this thread's scheduling attributes.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
-/// Makes the calling thread [`NICER_BY`] nicer than it is.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's id changes only the calling thread's nice value
-    // (raising it needs no privilege).
-    unsafe {
-        let target = (nice() + NICER_BY).min(19);
-        if libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, target) != 0 {
-            tracing::debug!("cannot lower the JSON decoding threads' priority");
-        }
-    }
+/// The levels for threads started by the calling thread, from its nice value.
+fn levels_here() -> Levels {
+    let base = priority::nice_of(priority::current_tid());
+    Levels::new(base, priority::can_raise_priority(base))
 }
 
 #[cfg(test)]
@@ -99,14 +81,15 @@ mod tests {
         assert_eq!(decode(LOW_PRIORITY_FROM, || 9).await, Some(9));
     }
 
-    #[cfg(target_os = "linux")]
     #[actix_web::test]
     async fn large_bodies_are_decoded_at_a_lower_priority() {
+        let nice = || priority::nice_of(priority::current_tid());
         // Small bodies: the blocking pool's threads keep the process's nice value.
         assert_eq!(decode(10, nice).await, Some(nice()));
-        // Large ones: 10 nicer (and the normal policy, which never starves them).
+        // Large ones: the lowest level (and the normal policy, which never starves them).
         let their_nice = decode(LOW_PRIORITY_FROM, nice).await.unwrap();
-        assert_eq!(their_nice, (nice() + NICER_BY).min(19));
+        assert_eq!(their_nice, levels_here().nice[0]);
+        assert!(their_nice > nice() || nice() == 19);
         // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
         let policy = decode(LOW_PRIORITY_FROM, || unsafe { libc::sched_getscheduler(0) }).await;
         assert_eq!(policy, Some(libc::SCHED_OTHER));
