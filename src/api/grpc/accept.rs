@@ -125,7 +125,7 @@ fn note_failed_accept(error: &io::Error) {
         FAILED_ACCEPTS.store(0, Ordering::Relaxed);
         tracing::error!(
             error = %error, failed_accepts = failed,
-            "cannot accept gRPC connections (raise LimitNOFILE, or lower --max_connections); \\
+            "cannot accept gRPC connections (raise LimitNOFILE, or lower --max_connections); \
              new connections wait, open ones are served; next report in {} s",
             LOG_INTERVAL.as_secs()
         );

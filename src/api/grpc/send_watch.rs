@@ -138,8 +138,9 @@ impl SendWatch {
         self.aborted.store(true, Ordering::Release);
         crate::metrics::METRICS.grpc_send_timeouts.inc();
         tracing::warn!(
-            peer = ?self.peer, waited_ms = waited.as_millis() as u64,
-            "closing a gRPC connection: its client took less than 1 MiB of an answer within \\
+            peer = %self.peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            waited_ms = waited.as_millis() as u64,
+            "closing a gRPC connection: its client took less than 1 MiB of an answer within \
              --send_timeout_seconds ({} s; HTTP/2 flow control held the answer back)",
             self.timeout.as_secs_f64()
         );
