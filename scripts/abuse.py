@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def binary(name: str) -> Path:
+    # VINOSERVE=path runs another server build (e.g. one from before a change) with this soak.
+    if name == "vinoserve" and os.environ.get("VINOSERVE"):
+        return Path(os.environ["VINOSERVE"])
     for profile in ("release", "debug"):
         path = ROOT / "target" / profile / name
         if path.is_file():
@@ -237,6 +240,108 @@ def unread_answers(server: Server, stop: float):
     return f"30 sent, {30 - left} disconnected by the server"
 
 
+# HTTP/2 by hand (stdlib only): frame types and the bits of HPACK and protobuf the probe needs.
+DATA, HEADERS, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 4, 6, 7, 8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name: str, value: str) -> bytes:
+    """A header as "literal without indexing, new name", no Huffman (lengths below 127)."""
+    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def proto_field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def zero_window_call(host: str, port: int, message: bytes, hold_until: float, out: list):
+    """One connection: a ModelInfer whose answer the client never grants a byte of window
+    (SETTINGS_INITIAL_WINDOW_SIZE 0), while it answers PINGs and acknowledges SETTINGS like
+    a live client. Appends "closed" if the server closes the connection before `hold_until`."""
+    s = socket.create_connection((host, port), timeout=30)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+              + h2_frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (0).to_bytes(4, "big")))
+    headers = b"".join(hpack_literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":authority", "abuse"),
+        (":path", "/inference.GRPCInferenceService/ModelInfer"),
+        ("content-type", "application/grpc"), ("te", "trailers")))
+    s.sendall(h2_frame(HEADERS, END_HEADERS, 1, headers))
+    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    sent, conn_window, stream_window, initial = 0, 65535, 65535, 65535
+    buffered = b""
+    while time.time() < hold_until:
+        while sent < len(body) and min(conn_window, stream_window) > 0:
+            n = min(16384, len(body) - sent, conn_window, stream_window)
+            last = END_STREAM if sent + n == len(body) else 0
+            s.sendall(h2_frame(DATA, last, 1, body[sent:sent + n]))
+            sent, conn_window, stream_window = sent + n, conn_window - n, stream_window - n
+        s.settimeout(max(0.01, min(1.0, hold_until - time.time())))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            chunk = b""
+        if not chunk:
+            out.append("closed")
+            break
+        buffered += chunk
+        while len(buffered) >= 9 and len(buffered) >= 9 + int.from_bytes(buffered[:3], "big"):
+            length = int.from_bytes(buffered[:3], "big")
+            kind, flags, stream = buffered[3], buffered[4], int.from_bytes(buffered[5:9], "big") & 0x7FFFFFFF
+            payload, buffered = buffered[9:9 + length], buffered[9 + length:]
+            if kind == SETTINGS and not flags & ACK:
+                for i in range(0, len(payload), 6):
+                    if int.from_bytes(payload[i:i + 2], "big") == 4:
+                        new = int.from_bytes(payload[i + 2:i + 6], "big")
+                        stream_window, initial = stream_window + new - initial, new
+                s.sendall(h2_frame(SETTINGS, ACK, 0))
+            elif kind == PING and not flags & ACK:
+                s.sendall(h2_frame(PING, ACK, 0, payload))
+            elif kind == WINDOW_UPDATE:
+                increment = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+                if stream == 0:
+                    conn_window += increment
+                else:
+                    stream_window += increment
+            elif kind == GOAWAY:
+                pass  # the server may still serve the open stream; the close is what counts
+    s.close()
+
+
+def zero_window_answers(server: Server, stop: float):
+    """10 gRPC clients ask for a 4 MiB answer each and never grant it HTTP/2 window."""
+    host, port = server.grpc.rsplit(":", 1)
+    rows = 131_072  # [rows, 8] FP32: 4 MiB in, 4 MiB out
+    tensor = proto_field(1, b"x") + proto_field(2, b"FP32") + proto_field(3, varint(rows) + varint(8))
+    message = proto_field(1, b"dynamic") + proto_field(5, tensor) + proto_field(7, bytes(rows * 32))
+    # Held past the server's send timeout (5 s): a connection still open then is one it kept.
+    hold_until = stop + 6
+    closed, threads = [], []
+    for _ in range(10):
+        t = threading.Thread(target=zero_window_call, args=(host, int(port), message, hold_until, closed))
+        t.start()
+        threads.append(t)
+    time.sleep(max(0.0, hold_until - 1 - time.time()))
+    held_mib = server.status_kib("VmRSS") // 1024
+    for t in threads:
+        t.join(timeout=60)
+    return f"10 sent, {len(closed)} disconnected by the server, RSS {held_mib} MiB while held"
+
+
 def get_json(url: str):
     return json.loads(urllib.request.urlopen(url, timeout=30).read())
 
@@ -281,6 +386,7 @@ PROBES = [
     ("300 silent gRPC connections", silent_connections, False),
     ("1,200 connections, 1,024 descriptors", descriptor_flood, False),
     ("4 MB answers never read (send timeout 5 s)", unread_answers, False),
+    ("4 MiB gRPC answers granted no HTTP/2 window (send timeout 5 s)", zero_window_answers, False),
     ("with a topology: baseline (no probe)", None, True),
     ("with a topology: placement worker SIGKILLed", kill_workers, True),
 ]

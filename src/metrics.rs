@@ -48,6 +48,7 @@ pub struct Metrics {
     pub topology_reloads: IntCounterVec,
     pub warmup_inferences: IntCounterVec,
     pub tensor_handover: IntCounterVec,
+    pub grpc_send_timeouts: IntCounter,
     batch_size: HistogramVec,
     batch_wait_us: HistogramVec,
 }
@@ -223,6 +224,15 @@ impl Metrics {
                 "How tensors reached or left OpenVINO in this process, by direction (input, output) and mode: in_place (OpenVINO read the request's own bytes, or wrote into the response's buffer), copied (too small to be worth lending, or an output of dynamic shape), copied_misaligned (an input whose bytes were not aligned for its element type within the received body).",
                 &["direction", "mode"],
             ),
+            grpc_send_timeouts: {
+                let c = IntCounter::new(
+                    "vinoserve_grpc_send_timeouts_total",
+                    "gRPC connections closed because their client took less than 1 MiB of an answer within --send_timeout_seconds (HTTP/2 flow control held the answer back).",
+                )
+                .expect("valid counter");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             batch_size: histogram(
                 &r,
                 "vinoserve_batch_size",

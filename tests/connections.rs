@@ -217,3 +217,140 @@ fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
     let answer = String::from_utf8_lossy(&read_until_closed(&mut client)).into_owned();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A raw HTTP/2 connection to `addr` whose streams start with `window` bytes of flow-control
+/// window (the client's SETTINGS_INITIAL_WINDOW_SIZE), and the task that drives it: it ends
+/// when the connection closes.
+async fn http2_connection(
+    addr: std::net::SocketAddr,
+    window: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .adaptive_window(false)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+/// A gRPC POST of `method` with `message` (protobuf bytes) in one length-prefixed frame.
+fn grpc_call(method: &str, message: &[u8]) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    hyper::Request::post(format!("http://vinoserve{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .unwrap()
+}
+
+async fn server_metadata(url: String) -> String {
+    use vinoserve::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
+    let request = vinoserve::proto::inference::ServerMetadataRequest {};
+    client
+        .server_metadata(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+/// A gRPC client that grants its answer no HTTP/2 window (it reads nothing at the HTTP/2 level
+/// while its TCP stack acknowledges and PINGs are answered, so TCP_USER_TIMEOUT never fires)
+/// is disconnected after `--send_timeout_seconds`, counted, and other clients are served
+/// meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_that_grants_no_window_is_disconnected_after_the_send_timeout() {
+    let server =
+        common::in_process::InProcess::start(&[("m", &[1])], &["--send_timeout_seconds", "1"]);
+    let metrics_url = server.rest_url("/metrics");
+    let timeouts = || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let samples = common::metrics_text::parse(&text);
+        common::metrics_text::value(&samples, "vinoserve_grpc_send_timeouts_total", &[])
+    };
+    let before = timeouts().await;
+    let (mut stalled, connection) = http2_connection(server.grpc_addr, 0).await;
+    let answer = stalled
+        .send_request(grpc_call(
+            "/inference.GRPCInferenceService/ServerMetadata",
+            &[],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "the headers need no window");
+    assert_eq!(server_metadata(server.grpc_url()).await, "vinoserve");
+    let _closed = tokio::time::timeout(FAIL_SAFE, connection)
+        .await
+        .expect("the server kept the connection of a client that grants no window");
+    assert_eq!(timeouts().await, before + 1.0);
+    assert_eq!(server_metadata(server.grpc_url()).await, "vinoserve");
+    drop(answer);
+}
+
+/// A client that takes a 5 MiB answer 1 MiB at a time, pausing less than the send timeout
+/// between them, gets all of it, although the whole transfer lasts longer than the timeout:
+/// what is timed is the wait for each slice, not the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_that_reads_slowly_but_steadily_gets_its_whole_answer() {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    const MIB: usize = 1 << 20;
+    const PAUSE: Duration = Duration::from_millis(700);
+    let timeout = Duration::from_secs(2);
+    let model = common::in_process::fixture("dynamic");
+    let server = common::in_process::InProcess::serve(
+        &[model],
+        &["--send_timeout_seconds", &timeout.as_secs().to_string()],
+    );
+    let rows = 5 * MIB / (8 * 4);
+    let request = common::requests::infer(
+        "dynamic",
+        "",
+        vec![common::requests::input("x", "FP32", &[rows as i64, 8])],
+        vec![vec![0u8; rows * 8 * 4]],
+    );
+    let (mut slow, _connection) = http2_connection(server.grpc_addr, MIB as u32).await;
+    let started = Instant::now();
+    let answer = slow
+        .send_request(grpc_call(
+            "/inference.GRPCInferenceService/ModelInfer",
+            &request.encode_to_vec(),
+        ))
+        .await
+        .unwrap();
+    let mut body = answer.into_body();
+    let (mut received, mut paused_at, mut trailers) = (0usize, 0usize, None);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("the server dropped a client that keeps reading");
+        match frame.into_data() {
+            Ok(data) => received += data.len(),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+        // Reading released window as it went; hold the next MiB's back for a while.
+        if received >= paused_at + MIB {
+            paused_at = received;
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+    let status = trailers.as_ref().and_then(|t| t.get("grpc-status"));
+    assert_eq!(status.map(|s| s.to_str().unwrap()), Some("0"));
+    assert!(received > 5 * MIB, "{received} bytes");
+    assert!(
+        started.elapsed() > timeout,
+        "the transfer outlasted the timeout"
+    );
+}

@@ -231,8 +231,10 @@ pub struct ServeArgs {
     pub body_timeout_seconds: u64,
 
     /// Seconds an answer may wait for a client that stopped reading (unacknowledged data on a
-    /// gRPC or REST connection, TCP_USER_TIMEOUT); then the connection is reset and what it
-    /// held is freed. 0: the kernel's default (about 15 minutes, never for a zero window).
+    /// gRPC or REST connection, TCP_USER_TIMEOUT; or, on gRPC, less than 1 MiB of an answer
+    /// taken because the client's HTTP/2 window stays closed); then the connection is closed
+    /// and what it held is freed. 0: no timeout (TCP: the kernel's default, about 15 minutes,
+    /// never for a zero window).
     #[arg(long = "send_timeout_seconds", default_value_t = 60)]
     pub send_timeout_seconds: u64,
 

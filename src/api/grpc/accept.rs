@@ -3,9 +3,11 @@
 //! `--handshake_timeout_seconds`, and no busy loop when the process is out of file descriptors
 //! (EMFILE): accepting backs off and says so once per interval, while the connections already
 //! open keep being served. Every accepted socket (gRPC and REST) gets the send timeout: a
-//! client that stops reading its answers is disconnected once data waits that long.
+//! client that stops reading its answers is disconnected once data waits that long; on gRPC
+//! connections also one that stops granting HTTP/2 window (`send_watch`).
 
 use crate::api::grpc::linger::LingeringStream;
+use crate::api::grpc::send_watch::SendWatch;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,7 +96,14 @@ pub fn prepare(
     // replies can wait ~40 ms for delayed ACKs.
     stream.set_nodelay(true)?;
     set_send_timeout(&stream, send_timeout)?;
-    Ok(LingeringStream::new(stream))
+    let peer = stream.peer_addr().ok();
+    let stream = LingeringStream::new(stream);
+    // The same timeout for answers HTTP/2 flow control holds back, which TCP does not see.
+    Ok(if send_timeout.is_zero() {
+        stream
+    } else {
+        stream.with_send_watch(Arc::new(SendWatch::new(send_timeout, peer)))
+    })
 }
 
 /// EMFILE, ENFILE, ENOBUFS, ENOMEM: the next accept fails the same way until something closes.
@@ -116,7 +125,7 @@ fn note_failed_accept(error: &io::Error) {
         FAILED_ACCEPTS.store(0, Ordering::Relaxed);
         tracing::error!(
             error = %error, failed_accepts = failed,
-            "cannot accept gRPC connections (raise LimitNOFILE, or lower --max_connections); \\
+            "cannot accept gRPC connections (raise LimitNOFILE, or lower --max_connections); \
              new connections wait, open ones are served; next report in {} s",
             LOG_INTERVAL.as_secs()
         );

@@ -8,9 +8,11 @@
 //! few unread bytes when its graceful shutdown ends the connection: without this, a response
 //! completed during the drain could still be lost ("connection reset" while reading the body).
 
+use crate::api::grpc::send_watch::{ConnectionInfo, SendWatch};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,6 +31,8 @@ pub struct LingeringStream {
     handshake: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The connection's place under `--max_connections`, given back when it closes.
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Fails the reads once an answer waited for its client longer than the send timeout.
+    send_watch: Option<Arc<SendWatch>>,
 }
 
 impl LingeringStream {
@@ -38,7 +42,14 @@ impl LingeringStream {
             draining: None,
             handshake: None,
             _permit: None,
+            send_watch: None,
         }
+    }
+
+    /// Closes the connection when one of its answers waits longer than the watch's timeout.
+    pub fn with_send_watch(mut self, watch: Arc<SendWatch>) -> LingeringStream {
+        self.send_watch = Some(watch);
+        self
     }
 
     /// Closes the connection if the client sends nothing within `timeout`.
@@ -68,6 +79,14 @@ impl AsyncRead for LingeringStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(watch) = &self.send_watch {
+            if watch.poll_aborted(cx) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took too little of an answer within --send_timeout_seconds",
+                )));
+            }
+        }
         let before = buf.filled().len();
         let read = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Some(handshake) = self.handshake.as_mut() {
@@ -134,10 +153,13 @@ impl AsyncWrite for LingeringStream {
 }
 
 impl tonic::transport::server::Connected for LingeringStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        ConnectionInfo {
+            tcp: self.inner.connect_info(),
+            send_watch: self.send_watch.clone(),
+        }
     }
 }
 

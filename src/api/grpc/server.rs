@@ -11,7 +11,7 @@
 
 use crate::api::grpc::accept;
 use crate::api::grpc::linger::LingeringStream;
-use crate::api::grpc::{deadline::DeadlineLayer, meta};
+use crate::api::grpc::{deadline::DeadlineLayer, meta, send_watch::SendWatchLayer};
 use crate::api::kserve::grpc::KServeGrpc;
 use crate::api::tfs::grpc::TfsGrpc;
 use crate::config::ServeArgs;
@@ -134,6 +134,9 @@ async fn serve(listener: std::net::TcpListener, shared: Shared, stop: watch::Rec
         .http2_keepalive_interval(Some(shared.keepalive))
         .http2_keepalive_timeout(Some(shared.keepalive))
         .layer(DeadlineLayer)
+        // Answers held back by HTTP/2 flow control for `--send_timeout_seconds` close their
+        // connection (src/api/grpc/send_watch.rs).
+        .layer(SendWatchLayer)
         .add_service(
             PredictionServiceServer::new(service.clone())
                 .max_decoding_message_size(limit)
